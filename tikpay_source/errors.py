@@ -1,0 +1,40 @@
+"""Errors the connector raises, each carrying a one-line message fit for a user.
+
+No message ever contains a secret: client secret, API key, token or signed link.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class TikpayError(Exception):
+    """Base class: anything the connector reports to a user as one sentence."""
+
+
+class ConfigError(TikpayError):
+    """A configuration value or command-line flag is invalid; raised before any request."""
+
+
+class AuthError(TikpayError):
+    """The token endpoint or the API refused the credentials."""
+
+
+class ApiError(TikpayError):
+    """The API answered something the connector cannot use (400, unexpected body, 5xx after retries)."""
+
+
+class QuotaExhausted(TikpayError):
+    """The API key must wait: a 429 with a long Retry-After, or the run's request budget is spent."""
+
+    def __init__(self, message: str, retry_at: datetime | None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class ReportFileError(TikpayError):
+    """A downloaded report is truncated, corrupt or unreadable."""
+
+
+class LinkExpired(TikpayError):
+    """The signed download link no longer works; the next job list hands out a fresh one."""

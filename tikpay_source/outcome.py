@@ -1,0 +1,121 @@
+"""What a run did and what to expect next: recorded in dlt state, read back for the summary.
+
+The resource records its outcome as ``last_run`` in its state instead of raising, so
+that a quota stop or a failing window never throws away what the run already loaded.
+:func:`run_summary` reads it back after ``pipeline.run`` for the script, a scheduler,
+or an orchestrator task that should fail when the run did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tikpay_source.settings import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_QUOTA_STOP,
+    EXIT_WINDOWS_FAILED,
+    JOBS_TABLE,
+)
+
+
+class RunOutcome:
+    """Collects what one run did; ``to_state`` turns it into the ``last_run`` record."""
+
+    def __init__(self) -> None:
+        self.started_at = datetime.now(timezone.utc)
+        self.submitted = 0
+        self.adopted = 0
+        self.windows_loaded = 0
+        self.rows: dict[str, int] = {}
+        self.window_errors: list[str] = []
+        self.stopped: dict[str, Any] | None = None
+
+    def stop(self, kind: str, message: str, retry_at: datetime | None = None) -> None:
+        """The run ended early: ``quota`` (soft, try again later) or ``error``."""
+        self.stopped = {
+            "kind": kind,
+            "message": message,
+            "retry_at": retry_at.isoformat() if retry_at else None,
+        }
+
+    def to_state(
+        self, *, requests: int, quota_left: int | None, pending: list[str], gave_up: list[str]
+    ) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "requests": requests,
+            "quota_left": quota_left,
+            "submitted": self.submitted,
+            "adopted": self.adopted,
+            "windows_loaded": self.windows_loaded,
+            "rows": dict(sorted(self.rows.items())),
+            "pending": pending,
+            "gave_up": gave_up,
+            "window_errors": self.window_errors,
+            "stopped": self.stopped,
+        }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The last run of a pipeline, as its state recorded it."""
+
+    requests: int = 0
+    quota_left: int | None = None
+    submitted: int = 0
+    adopted: int = 0
+    windows_loaded: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)
+    gave_up: list[str] = field(default_factory=list)
+    window_errors: list[str] = field(default_factory=list)
+    stopped: dict[str, Any] | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 done, 3 stopped for quota (soft), 4 some windows failed, 1 the run failed."""
+        if self.stopped and self.stopped.get("kind") == "quota":
+            return EXIT_QUOTA_STOP
+        if self.stopped:
+            return EXIT_FAILED
+        if self.gave_up or self.window_errors:
+            return EXIT_WINDOWS_FAILED
+        return EXIT_OK
+
+    def lines(self) -> list[str]:
+        """The end-of-run summary; its last line says what to expect next."""
+        out = [f"windows loaded: {self.windows_loaded}"]
+        out += [f"rows loaded into {table}: {count}" for table, count in self.rows.items()]
+        spent = f"requests spent: {self.requests} ({self.submitted} submissions"
+        spent += f", {self.adopted} jobs adopted)" if self.adopted else ")"
+        if self.quota_left is not None:
+            spent += f"; {self.quota_left} left in the 24-hour quota"
+        out.append(spent)
+        out += [f"window failed: {item}" for item in self.window_errors]
+        out += [f"window given up: {item} (rerun with --retry-failed)" for item in self.gave_up]
+        out.append(self._next())
+        return out
+
+    def _next(self) -> str:
+        if self.stopped and self.stopped.get("kind") == "quota":
+            when = self.stopped.get("retry_at")
+            return f"stopped for quota: {self.stopped['message']}" + (
+                f"; run again after {when}" if when else ""
+            )
+        if self.stopped:
+            return f"failed: {self.stopped['message']}"
+        if self.pending:
+            return f"{len(self.pending)} job(s) still in progress; they will be loaded by the next run"
+        return "all caught up: the next run will load the next window once it has ended"
+
+
+def run_summary(pipeline: Any) -> RunSummary:
+    """Read the last run's outcome from a pipeline's state (empty if the source never ran)."""
+    sources = pipeline.state.get("sources", {})
+    record = sources.get("tikpay", {}).get("resources", {}).get(JOBS_TABLE, {}).get("last_run") or {}
+    known = {name for name in RunSummary.__dataclass_fields__}
+    return RunSummary(**{k: v for k, v in record.items() if k in known})

@@ -1,0 +1,70 @@
+"""Constants of the Tikpay Data API and the connector's defaults, in one place."""
+
+from __future__ import annotations
+
+REPORT_TYPES: tuple[str, ...] = ("CUSTOMERS", "PAYMENTS", "TAPS", "TRIPS")
+FILE_TYPES: tuple[str, ...] = ("csv", "xml")
+JOB_STATUSES: tuple[str, ...] = ("COMPLETE", "NO_DATA", "IN_PROGRESS", "FAILED")
+
+DEFAULT_ENVIRONMENT = "prod-au1"
+BASE_URL_TEMPLATE = "https://data-api.{environment}.tikpay.me/v1"
+TOKEN_URL_TEMPLATE = "https://auth.data-api.{environment}.tikpay.me/oauth2/token"
+TOKEN_SCOPE = "data-api.tikpay.me:write"
+TOKEN_AUTH_METHODS: tuple[str, ...] = ("basic", "form")
+GENERATE_REPORT_PATH = "/generate-report"
+REPORT_JOBS_LIST_PATH = "/report-jobs-list"
+
+# The API speaks naive local date-times such as 2025-01-01T04:00:00.
+LOCAL_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+DEFAULT_TIMEZONE = "Australia/Sydney"
+DEFAULT_FILE_TYPE = "csv"
+DEFAULT_WINDOW = "P1D"
+# Reports for the last hour may still be filling up at Tikpay; a window is planned only
+# once its end is at least this far in the past.
+DEFAULT_LAG = "PT1H"
+DEFAULT_POLL_INTERVAL_SECONDS = 60.0
+DEFAULT_MAX_WAIT_SECONDS = 900.0
+
+# Quota: 20 requests per rolling 24 hours per API key, submit and list alike.
+QUOTA_LIMIT = 20
+QUOTA_WINDOW_SECONDS = 24 * 3600
+DEFAULT_MAX_REQUESTS = QUOTA_LIMIT
+DEFAULT_MAX_RETRY_WAIT_SECONDS = 60.0
+JOB_TTL_DAYS = 7
+
+# Bounded retries: transient HTTP faults per call, FAILED/expired jobs per window,
+# broken downloads per job (downloads cost no quota).
+MAX_TRANSIENT_RETRIES = 2
+RETRY_BACKOFF_SECONDS = 1.0
+MAX_SUBMIT_ATTEMPTS = 3
+MAX_DOWNLOAD_ATTEMPTS = 3
+HTTP_TIMEOUT_SECONDS = 60.0
+TOKEN_REFRESH_MARGIN_SECONDS = 60.0
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+
+# Report rows are handed to dlt as Arrow record batches of about this many rows.
+BATCH_ROWS = 100_000
+
+PIPELINE_NAME = "tikpay"
+DATASET_NAME = "tikpay_data"
+SANDBOX_PIPELINE_NAME = "tikpay_sandbox"
+
+JOBS_TABLE = "report_jobs"
+REPORT_TABLES: dict[str, str] = {
+    "CUSTOMERS": "customers",
+    "PAYMENTS": "payments",
+    "TAPS": "taps",
+    "TRIPS": "trips",
+}
+# Columns added to every report row so each row names the job and window it came from.
+JOB_ID_COLUMN = "_tikpay_job_id"
+WINDOW_START_COLUMN = "_tikpay_window_start"
+WINDOW_END_COLUMN = "_tikpay_window_end"
+
+# Exit codes of pipelines/tikpay.py, documented in the README.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_QUOTA_STOP = 3
+EXIT_WINDOWS_FAILED = 4

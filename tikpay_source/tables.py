@@ -1,0 +1,128 @@
+"""The shape of the tables: the ``report_jobs`` row and the tagged report batches, with their dlt hints.
+
+``report_jobs`` is merged on ``job_id``, so a job's row is updated as its status
+changes. Report tables are merged with the delete-insert strategy on the window start:
+loading a window again replaces that window's rows instead of doubling them. No report
+column is listed anywhere: the columns come from each file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dlt
+import pyarrow as pa
+
+from tikpay_source.client import ApiJob
+from tikpay_source.jobs import Entry
+from tikpay_source.settings import (
+    JOB_ID_COLUMN,
+    JOBS_TABLE,
+    REPORT_TABLES,
+    WINDOW_END_COLUMN,
+    WINDOW_START_COLUMN,
+)
+from tikpay_source.windows import parse_local
+
+JOB_COLUMNS: dict[str, dict[str, Any]] = {
+    "job_id": {"data_type": "text", "nullable": False},
+    "report_type": {"data_type": "text"},
+    "file_type": {"data_type": "text"},
+    "window_start": {"data_type": "timestamp", "timezone": False},
+    "window_end": {"data_type": "timestamp", "timezone": False},
+    "status": {"data_type": "text"},
+    "load_status": {"data_type": "text"},
+    "timezone": {"data_type": "text"},
+    "created_at": {"data_type": "timestamp"},
+    "completed_at": {"data_type": "timestamp"},
+    "expires_at": {"data_type": "timestamp"},
+    "rows_loaded": {"data_type": "bigint"},
+    "file_size_bytes": {"data_type": "bigint"},
+    "attempt": {"data_type": "bigint"},
+    "error": {"data_type": "text"},
+    "updated_at": {"data_type": "timestamp"},
+}
+
+_JOB_HINTS = dlt.mark.make_hints(
+    table_name=JOBS_TABLE, primary_key="job_id", write_disposition="merge", columns=JOB_COLUMNS
+)
+
+
+_REPORT_HINTS = {
+    report_type: dlt.mark.make_hints(
+        table_name=table,
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        merge_key=WINDOW_START_COLUMN,
+        columns={
+            JOB_ID_COLUMN: {"data_type": "text", "nullable": False},
+            # the window as the API saw it: naive local wall-clock time, like startTime/endTime
+            WINDOW_START_COLUMN: {"data_type": "timestamp", "timezone": False, "nullable": False},
+            WINDOW_END_COLUMN: {"data_type": "timestamp", "timezone": False, "nullable": False},
+        },
+    )
+    for report_type, table in REPORT_TABLES.items()
+}
+
+
+_TAG_TYPES = {
+    JOB_ID_COLUMN: pa.string(),
+    WINDOW_START_COLUMN: pa.timestamp("us"),
+    WINDOW_END_COLUMN: pa.timestamp("us"),
+}
+
+
+def _aware(local: str | None, zone: ZoneInfo) -> datetime | None:
+    """An API local time as an aware datetime in the operator's zone (None stays None)."""
+    if not local:
+        return None
+    try:
+        return parse_local(local).replace(tzinfo=zone)
+    except Exception:
+        return None
+
+
+def job_row(
+    entry: Entry,
+    zone: ZoneInfo,
+    *,
+    load_status: str,
+    job: ApiJob | None = None,
+    rows_loaded: int | None = None,
+    file_size: int | None = None,
+) -> Any:
+    """One ``report_jobs`` row for a job (never its download link), marked for its table."""
+    row = {
+        "job_id": (job.job_id if job else entry.job_id),
+        "report_type": entry.window.report_type,
+        "file_type": (job.file_type if job else entry.file_type),
+        "window_start": entry.window.start,
+        "window_end": entry.window.end,
+        "status": job.status if job else "IN_PROGRESS",
+        "load_status": load_status,
+        "timezone": (job.timezone if job and job.timezone else zone.key),
+        "created_at": _aware(job.created_at, zone) if job else None,
+        "completed_at": _aware(job.completed_at, zone) if job else None,
+        "expires_at": _aware(job.expires_at, zone) if job else None,
+        "rows_loaded": rows_loaded,
+        "file_size_bytes": file_size,
+        "attempt": entry.attempts,
+        "error": entry.error,
+        "updated_at": datetime.now(timezone.utc),
+    }
+    return dlt.mark.with_hints(row, _JOB_HINTS, create_table_variant=True)
+
+
+def report_batch(batch: pa.RecordBatch, entry: Entry, job_id: str) -> Any:
+    """A batch of report rows tagged with its job and window, marked for its report table."""
+    rows = batch.num_rows
+    tagged = batch
+    for name, value in (
+        (JOB_ID_COLUMN, job_id),
+        (WINDOW_START_COLUMN, entry.window.start),
+        (WINDOW_END_COLUMN, entry.window.end),
+    ):
+        scalar = pa.scalar(value, _TAG_TYPES[name])
+        tagged = tagged.append_column(pa.field(name, scalar.type, nullable=False), pa.repeat(scalar, rows))
+    return dlt.mark.with_hints(tagged, _REPORT_HINTS[entry.window.report_type], create_table_variant=True)
