@@ -12,7 +12,7 @@ Building the source only validates its configuration; every request is made whil
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import dlt
@@ -66,7 +66,7 @@ def tikpay(
     base_url: str | None = None,
     token_url: str | None = None,
     token_auth: str = "basic",
-    report_types: Sequence[str] | None = None,
+    report_types: Any = None,  # a list, or a JSON list or comma-separated string from the environment
     file_type: str = DEFAULT_FILE_TYPE,
     timezone: str = DEFAULT_TIMEZONE,
     start_time: str | None = None,

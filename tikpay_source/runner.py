@@ -54,6 +54,9 @@ class ReportJobRunner:
         self.progress = progress or Progress()
         self.retry_failed = retry_failed
         self.outcome = RunOutcome()
+        # windows whose file failed to load in this run: left for the next run, not polled for
+        self._deferred: set[str] = set()
+        self._expired_links: set[str] = set()
 
     def run(self) -> Iterator[Any]:
         """Yield every item of this run, then save the book and the run's outcome in the state."""
@@ -111,7 +114,7 @@ class ReportJobRunner:
         yield from self._poll(client, scratch)
         while True:
             yield from self._submit_waiting(client, budget)
-            if not self.book.in_flight():
+            if not self._worth_polling():
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0 or client.requests_sent >= budget:
@@ -128,7 +131,7 @@ class ReportJobRunner:
         by_id = {job.job_id: job for job in jobs}
         for entry in sorted(self.book.entries.values(), key=lambda e: (e.window.start, e.window.report_type)):
             job = by_id.get(entry.job_id or "")
-            if entry.status != SUBMITTED or job is None:
+            if entry.status != SUBMITTED or job is None or entry.window.key in self._deferred:
                 continue
             if entry.window.key in waiting:
                 self.outcome.adopted += 1
@@ -136,9 +139,13 @@ class ReportJobRunner:
                     f"adopted job {job.job_id} already submitted for {entry.window.describe()}"
                 )
             yield from self._settle(entry, job, scratch)
-        pending = len(self.book.in_flight())
+        pending = len(self._worth_polling())
         if pending:
             self.progress.step(f"{pending} job(s) still in progress")
+
+    def _worth_polling(self) -> list[Entry]:
+        """Jobs in flight that this run can still finish (not those whose file already failed here)."""
+        return [e for e in self.book.in_flight() if e.window.key not in self._deferred]
 
     def _settle(self, entry: Entry, job: ApiJob, scratch: Path) -> Iterator[Any]:
         zone = self.config.timezone
@@ -184,8 +191,14 @@ class ReportJobRunner:
                     progress=lambda done, total, label=label: self.progress.transfer(label, done, total),
                 )
             except LinkExpired as exc:
+                if entry.window.key not in self._expired_links:
+                    self._expired_links.add(entry.window.key)
+                    self.progress.step(
+                        f"{entry.window.describe()}: {exc}; the next job list signs a fresh one"
+                    )
+                    return
                 problem = str(exc)
-                break  # the next job list signs a fresh link
+                break
             except ReportFileError as exc:
                 problem = str(exc)
                 continue
@@ -210,6 +223,7 @@ class ReportJobRunner:
             )
             return
         entry.error = f"job {job.job_id}: {problem}"
+        self._deferred.add(entry.window.key)
         self.outcome.window_errors.append(
             f"{entry.window.describe()}: {entry.error}; the next run tries again"
         )

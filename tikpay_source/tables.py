@@ -42,7 +42,8 @@ JOB_COLUMNS: dict[str, dict[str, Any]] = {
     "file_size_bytes": {"data_type": "bigint"},
     "attempt": {"data_type": "bigint"},
     "error": {"data_type": "text"},
-    "updated_at": {"data_type": "timestamp"},
+    # a job's row may be yielded several times in one run (submitted, then loaded): the latest wins
+    "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},
 }
 
 _JOB_HINTS = dlt.mark.make_hints(

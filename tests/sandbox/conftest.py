@@ -47,7 +47,9 @@ class Client:
         """POST /generate-report; ``fields`` override a default one-day TAPS csv body."""
         payload = body if body is not None else {"startTime": DAY[0], "endTime": DAY[1], "reportType": "TAPS"}
         payload = {**payload, **fields}
-        return self.http.post(f"{self.sb.base_url}/generate-report", json=payload, headers=self.headers(), timeout=10)
+        return self.http.post(
+            f"{self.sb.base_url}/generate-report", json=payload, headers=self.headers(), timeout=10
+        )
 
     def submit_ok(self, **fields: Any) -> str:
         """Submit and return the job id, failing the test on anything but 200."""

@@ -148,5 +148,6 @@ class ApiService:
             if job.status == "COMPLETE":
                 path = f"/reports/{job.job_id}.{job.file_type}"
                 url = f"{self._download_base_url()}{path}?{self._signer.sign(path)}"
+                self._jobs.note_link(job.job_id, url)
             listed.append(self._jobs.to_api(job, url))
         return json_response(200, listed)

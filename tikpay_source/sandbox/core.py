@@ -54,12 +54,12 @@ class Sandbox:
             download_server = self._server((s.download_host, s.download_port), downloads, self._download_log)
         except OSError:  # 127.0.0.2 is not bindable everywhere (e.g. macOS): use another port instead
             download_server = self._server((s.host, s.download_port), downloads, self._download_log)
-        self._servers.append(download_server)
         try:
-            self._servers.append(self._server((s.host, s.port), self._api, self._api_log))
+            api_server = self._server((s.host, s.port), self._api, self._api_log)
         except OSError:
-            self.stop()
+            download_server.server_close()  # never served, so there is nothing to shut down
             raise
+        self._servers = [download_server, api_server]
         self._threads = [start_server(server) for server in self._servers]
         return self
 
@@ -149,10 +149,17 @@ class Sandbox:
         return REPORT_COLUMNS[report_type]
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job, expired ones included: the API fields plus ``expired`` and ``listCalls``."""
+        """Every job, expired ones included, as copies: the API fields plus ``expired`` and ``listCalls``.
+
+        ``downloadUrl`` is the link the latest list call handed out (absent if none was).
+        """
         now = self.clock.time()
         return [
-            {**self._jobs.to_api(job, None), "expired": now >= job.expires, "listCalls": job.list_calls}
+            {
+                **self._jobs.to_api(job, job.download_url),
+                "expired": now >= job.expires,
+                "listCalls": job.list_calls,
+            }
             for job in self._jobs.all()
         ]
 

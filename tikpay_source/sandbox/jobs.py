@@ -34,6 +34,7 @@ class Job:
     status: str = "IN_PROGRESS"
     completed: float | None = None
     list_calls: int = 0  # list calls that have seen this job while it was in progress
+    download_url: str | None = None  # the link most recently handed out by a list call
 
 
 class JobStore:
@@ -85,6 +86,11 @@ class JobStore:
             job.completed = now
         else:
             job.list_calls += 1
+
+    def note_link(self, job_id: str, url: str) -> None:
+        """Remember the link a list call handed out, so tests can see what the client saw."""
+        with self._lock:
+            self._jobs[job_id].download_url = url
 
     def get(self, job_id: str) -> Job | None:
         """The job with this id if it exists and has not expired."""

@@ -76,10 +76,12 @@ def test_drop_closes_the_connection_short_of_content_length(sandbox, job):
         assert int(response.headers["Content-Length"]) == size
         received = bytearray()
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
-            for chunk in response.iter_content(4096):
+            for chunk in response.iter_content(100):
                 received += chunk
     assert len(received) == 1000
-    assert requests.get(job["downloadUrl"], timeout=10).content == sandbox.report_file(job["jobId"]).read_bytes()
+    assert (
+        requests.get(job["downloadUrl"], timeout=10).content == sandbox.report_file(job["jobId"]).read_bytes()
+    )
 
 
 @pytest.mark.parametrize("file_type", ["csv", "xml"])

@@ -63,7 +63,8 @@ def test_invalid_bodies_are_400_with_error_id(sandbox, client, change, words):
 
 
 @pytest.mark.parametrize(
-    ("raw", "words"), [(b"not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"), (b"", "not valid JSON")]
+    ("raw", "words"),
+    [(b"not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"), (b"", "not valid JSON")],
 )
 def test_unparseable_bodies_are_400(sandbox, client, raw, words):
     headers = {**client.headers(), "Content-Type": "application/json"}

@@ -40,7 +40,7 @@ def cli():
 
 
 def test_cli_prints_urls_credentials_and_env_and_serves(cli):
-    process, lines, port = cli
+    _, lines, port = cli
     text = "\n".join(lines)
     env = dict(re.findall(r"^export (SOURCES__TIKPAY__\w+)=(.*)$", text, re.M))
     assert env == {

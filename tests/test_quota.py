@@ -1,0 +1,187 @@
+"""RequestLedger: a per-key rolling request count that persists on disk and never holds the key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tikpay_source.client import TikpayClient
+from tikpay_source.config import Credentials
+from tikpay_source.quota import RequestLedger, key_fingerprint
+from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
+
+KEY = "tikpay-live-key-3c9e7a1f0b"
+WINDOW = 1000.0
+
+
+class FakeClock:
+    """A settable epoch clock for the ledger's ``clock=`` injection point."""
+
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ledger_at(directory: Path, clock: FakeClock, key: str = KEY, limit: int = 5) -> RequestLedger:
+    """A ledger for ``key`` in ``directory`` with a short window and the given clock."""
+    return RequestLedger(directory, key, limit=limit, window_seconds=WINDOW, clock=clock)
+
+
+def test_counts_survive_a_new_instance(tmp_path: Path) -> None:
+    """Requests written by one ledger are counted by a fresh one reading the same directory."""
+    clock = FakeClock()
+    first = ledger_at(tmp_path, clock)
+    first.record_request("submit", detail="TAPS 2025-03-01")
+    first.record_request("list")
+    first.record_request("list")
+    again = ledger_at(tmp_path, clock)
+    assert again.used() == 3
+    assert again.remaining() == 2
+    assert again.path == first.path
+
+
+def test_keys_have_separate_ledgers(tmp_path: Path) -> None:
+    """Two API keys in one directory do not share a count."""
+    clock = FakeClock()
+    ledger_at(tmp_path, clock).record_request("list")
+    other = ledger_at(tmp_path, clock, key="another-key")
+    assert other.used() == 0
+    assert other.path != ledger_at(tmp_path, clock).path
+
+
+def test_rolling_window_drops_old_entries(tmp_path: Path) -> None:
+    """Requests leave the count exactly one window after they were made."""
+    clock = FakeClock(1_000.0)
+    ledger = ledger_at(tmp_path, clock)
+    ledger.record_request("list")
+    clock.now = 1_500.0
+    ledger.record_request("submit")
+    clock.now = 1_999.0
+    assert ledger.used() == 2
+    clock.now = 2_000.0  # the first request is now exactly one window old
+    assert ledger.used() == 1
+    assert ledger.remaining() == 4
+    clock.now = 2_500.0
+    assert ledger.used() == 0
+    assert ledger_at(tmp_path, clock).used() == 0
+
+
+def test_remaining_never_negative(tmp_path: Path) -> None:
+    """More requests than the limit leave zero remaining, not a negative number."""
+    ledger = ledger_at(tmp_path, FakeClock(), limit=2)
+    for _ in range(3):
+        ledger.record_request("list")
+    assert ledger.used() == 3
+    assert ledger.remaining() == 0
+
+
+def test_file_name_and_content_never_hold_the_key(tmp_path: Path) -> None:
+    """The ledger file is named by a fingerprint and its lines never contain the API key."""
+    clock = FakeClock()
+    ledger = ledger_at(tmp_path, clock)
+    ledger.record_request("submit", detail="{'reportType': 'TAPS'}")
+    ledger.record_wait(clock.now + 60)
+    assert KEY not in ledger.path.name
+    assert key_fingerprint(KEY) in ledger.path.name
+    assert [p.name for p in tmp_path.iterdir()] == [ledger.path.name]
+    text = ledger.path.read_text(encoding="utf-8")
+    assert KEY not in text
+    assert [json.loads(line)["kind"] for line in text.splitlines()] == ["submit", "wait"]
+
+
+def test_client_ledger_never_holds_the_key(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A real client's ledger (with request details) has neither the key nor the secret in it."""
+    ledger = RequestLedger(tmp_path, DEMO_API_KEY)
+    client = TikpayClient(
+        sandbox.base_url,
+        sandbox.token_url,
+        Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
+        ledger,
+    )
+    try:
+        client.submit("TAPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00", "csv")
+        client.list_jobs()
+    finally:
+        client.close()
+    for path in tmp_path.iterdir():
+        assert DEMO_API_KEY not in path.name
+        text = path.read_text(encoding="utf-8")
+        assert DEMO_API_KEY not in text
+        assert DEMO_CLIENT_SECRET not in text
+    assert RequestLedger(tmp_path, DEMO_API_KEY).used() == 2
+
+
+def test_torn_last_line_is_tolerated(tmp_path: Path) -> None:
+    """A line cut short by a crash is skipped; the complete lines still count."""
+    clock = FakeClock()
+    ledger = ledger_at(tmp_path, clock)
+    ledger.record_request("list")
+    ledger.record_request("submit")
+    with ledger.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"at": 10000.0, "ki')
+    assert ledger_at(tmp_path, clock).used() == 2
+
+
+@pytest.mark.xfail(
+    reason="BUG: quota.py _append writes after a torn last line without a newline, so the next "
+    "request merges into the torn line and is lost on the next read",
+    strict=True,
+)
+def test_request_recorded_after_a_torn_line_is_counted(tmp_path: Path) -> None:
+    """After a crash left a torn line, the next recorded request is still counted by later runs."""
+    clock = FakeClock()
+    ledger = ledger_at(tmp_path, clock)
+    ledger.record_request("list")
+    with ledger.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"at": 10000.0, "ki')
+    after_crash = ledger_at(tmp_path, clock)
+    after_crash.record_request("submit")
+    assert after_crash.used() == 2
+    assert ledger_at(tmp_path, clock).used() == 2
+
+
+def test_next_free_at(tmp_path: Path) -> None:
+    """next_free_at is when the oldest counted request leaves the window; None when none is counted."""
+    clock = FakeClock(100.0)
+    ledger = ledger_at(tmp_path, clock)
+    assert ledger.next_free_at() is None
+    ledger.record_request("list")
+    clock.now = 200.0
+    ledger.record_request("list")
+    clock.now = 300.0
+    assert ledger.next_free_at() == 100.0 + WINDOW
+    clock.now = 1_150.0
+    assert ledger.next_free_at() == 200.0 + WINDOW
+    clock.now = 1_300.0
+    assert ledger.next_free_at() is None
+
+
+def test_blocked_until_expires(tmp_path: Path) -> None:
+    """A recorded wait blocks until its instant (the latest wins), persists, and is not a request."""
+    clock = FakeClock(100.0)
+    ledger = ledger_at(tmp_path, clock)
+    assert ledger.blocked_until() is None
+    ledger.record_wait(500.0)
+    ledger.record_wait(400.0)
+    assert ledger.blocked_until() == 500.0
+    assert ledger.used() == 0
+    assert ledger_at(tmp_path, clock).blocked_until() == 500.0
+    clock.now = 499.9
+    assert ledger.blocked_until() == 500.0
+    clock.now = 500.0
+    assert ledger.blocked_until() is None
+
+
+def test_long_ledger_is_compacted(tmp_path: Path) -> None:
+    """A ledger of more than 2000 lines drops entries older than a week when read, keeping recent ones."""
+    clock = FakeClock(30 * 86_400.0)
+    path = ledger_at(tmp_path, clock).path
+    old = "".join(json.dumps({"at": 1.0 + i, "kind": "list"}) + "\n" for i in range(2001))
+    path.write_text(old + json.dumps({"at": clock.now - 10, "kind": "submit"}) + "\n", encoding="utf-8")
+    ledger = ledger_at(tmp_path, clock)
+    assert ledger.used() == 1
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 1
