@@ -12,19 +12,16 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.configuration.exceptions import ConfigurationException, ConfigValueCannotBeCoercedException
 from dlt.common.exceptions import DltException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tikpay_source import TikpayError, run_summary, tikpay  # noqa: E402
-from tikpay_source.errors import ConfigError  # noqa: E402
-from tikpay_source.settings import (  # noqa: E402
+from tikpay_source import TikpayError, run_summary, tikpay
+from tikpay_source.errors import ConfigError
+from tikpay_source.settings import (
     DATASET_NAME,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -43,7 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="Exit codes: 0 done, 1 failed, 2 bad input, 3 stopped for quota (run again later), "
         "4 some windows failed.",
     )
-    parser.add_argument("--sandbox", action="store_true", help="run against a built-in sandbox API on loopback")
+    parser.add_argument(
+        "--sandbox", action="store_true", help="run against a built-in sandbox API on loopback"
+    )
     parser.add_argument("--report-types", help="comma-separated, e.g. TRIPS,TAPS (default: all four)")
     parser.add_argument("--start", help="local time where a report type's first run begins, e.g. 2025-01-01")
     parser.add_argument("--end", help="local upper bound (default: last complete window before now - lag)")
@@ -55,7 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, help="seconds between job-list polls")
     parser.add_argument("--retry-failed", action="store_true", help="retry windows that failed repeatedly")
     parser.add_argument("--destination", help="dlt destination: duckdb (default), postgres, filesystem, ...")
-    parser.add_argument("--dataset", default=DATASET_NAME, help=f"dataset (schema) name (default {DATASET_NAME})")
+    parser.add_argument(
+        "--dataset", default=DATASET_NAME, help=f"dataset (schema) name (default {DATASET_NAME})"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     return parser.parse_args(argv)
 
@@ -101,7 +102,9 @@ def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def make_pipeline(args: argparse.Namespace) -> Any:
     name = SANDBOX_PIPELINE_NAME if args.sandbox else PIPELINE_NAME
-    return dlt.pipeline(pipeline_name=name, destination=args.destination or "duckdb", dataset_name=args.dataset)
+    return dlt.pipeline(
+        pipeline_name=name, destination=args.destination or "duckdb", dataset_name=args.dataset
+    )
 
 
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
@@ -140,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             with sandbox_settings(overrides) as settings:
                 return run(args, settings)
         return run(args, overrides)
+    except ConfigValueCannotBeCoercedException as exc:
+        expected = getattr(exc.hint, "__name__", str(exc.hint))
+        print(f"error: {exc.field_name} {exc.field_value!r} is not a valid {expected}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (ConfigError, ConfigurationException) as exc:
         print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -26,9 +26,9 @@ _COMPACT_AFTER_LINES = 2000
 
 def default_ledger_dir() -> Path:
     """``<dlt data dir>/tikpay``: beside dlt's own pipelines, shared by every pipeline of a key."""
-    from dlt.common.configuration.paths import get_dlt_data_dir
+    import dlt
 
-    return Path(get_dlt_data_dir()) / "tikpay"
+    return Path(dlt.current.run_context().data_dir) / "tikpay"
 
 
 def key_fingerprint(api_key: str) -> str:

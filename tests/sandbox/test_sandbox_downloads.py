@@ -96,3 +96,13 @@ def test_download_does_not_count_in_quota(sandbox, job):
     used = sandbox.quota_used()
     requests.get(job["downloadUrl"], timeout=10)
     assert sandbox.quota_used() == used
+
+
+def test_download_host_falls_back_to_the_api_host_when_unbindable(make_sandbox, client_for):
+    sb = make_sandbox(download_host="192.0.2.1")  # TEST-NET-1: never a local address
+    api, download = urlsplit(sb.base_url), urlsplit(sb.download_base_url)
+    assert download.hostname == api.hostname == "127.0.0.1"
+    assert download.port != api.port
+    client = client_for(sb)
+    job = client.complete(client.submit_ok())
+    assert requests.get(job["downloadUrl"], timeout=10).status_code == 200

@@ -116,8 +116,9 @@ def test_malformed_csv_row_has_one_field_too_many(sandbox, client):
     assert 0.3 * len(rows) < bad[0] < 0.7 * len(rows)
 
 
-def test_malformed_xml_row_breaks_the_markup(sandbox, client):
-    job = client.complete(client.submit_ok(fileType="xml"))
+@pytest.mark.parametrize("report_type", ["TAPS", "TRIPS"])
+def test_malformed_xml_row_breaks_the_markup(sandbox, client, report_type):
+    job = client.complete(client.submit_ok(fileType="xml", reportType=report_type))
     sandbox.inject(Fault("malformed_row"))
     with pytest.raises(StdET.ParseError):
         StdET.fromstring(requests.get(job["downloadUrl"], timeout=10).content)

@@ -145,7 +145,8 @@ class Sandbox:
     def _check_window(self, report_type: str, start: str, end: str) -> tuple[str, ...]:
         if report_type not in REPORT_TYPES:
             raise ValueError(f"unknown report type {report_type!r}")
-        parse_local(start), parse_local(end)
+        for text in (start, end):
+            parse_local(text)  # raises ValueError for anything but YYYY-MM-DDTHH:MM:SS
         return REPORT_COLUMNS[report_type]
 
     def jobs(self) -> list[dict[str, Any]]:

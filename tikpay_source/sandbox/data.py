@@ -9,6 +9,7 @@ so the two reports describe the same travel.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -49,6 +50,12 @@ TIME_COLUMN: dict[str, str] = {
 _ID_SPACE = 10_000_000  # ids are hour * _ID_SPACE + sequence: unique and numeric
 
 
+@functools.cache
+def _card(customer: int) -> str:
+    """The customer's card number: 16 digits that always start with zeros (text, not a number)."""
+    return f"{(customer * 7_919_113 + 12_345) % 10**13:016d}"
+
+
 class _Journey:
     """One journey drawn from the shared stream; TAPS and TRIPS rows are views of it."""
 
@@ -74,7 +81,7 @@ class _Journey:
         cust = 1 + int(r() * vocab.CUSTOMER_POOL)
         self.route = route
         self.customer = "" if r() < 0.05 else str(cust)  # unregistered cards have no customer
-        self.card = f"{(cust * 7_919_113 + 12_345) % 10**13:016d}"  # always leading zeros
+        self.card = _card(cust)
         self.on = vocab.STOPS[route.stops[a]]
         self.on_at = hour * 3600 + int(r() * 3600)
         distance = abs(b - a) * route.km_per_stop + r() * 0.5

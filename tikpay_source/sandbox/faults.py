@@ -79,17 +79,23 @@ class Fault:
         return endpoint in _KIND_ENDPOINTS[self.kind]
 
 
+@dataclass
+class _Armed:
+    fault: Fault
+    remaining: int | None  # None = until cleared
+
+
 class FaultBook:
     """The active faults, shared by every server thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._active: list[list] = []  # [fault, remaining uses or None]
+        self._active: list[_Armed] = []
 
     def add(self, fault: Fault) -> None:
         """Activate ``fault``; faults of one kind are used in the order they were added."""
         with self._lock:
-            self._active.append([fault, fault.times])
+            self._active.append(_Armed(fault, fault.times))
 
     def clear(self) -> None:
         """Deactivate every fault."""
@@ -99,12 +105,11 @@ class FaultBook:
     def take(self, kind: str, endpoint: str | None = None, report_type: str | None = None) -> Fault | None:
         """Use up one hit of the first active ``kind`` fault that targets this request, if any."""
         with self._lock:
-            for entry in self._active:
-                fault, remaining = entry
-                if fault.kind == kind and fault.targets(endpoint, report_type):
-                    if remaining is not None:
-                        entry[1] = remaining - 1
-                        if entry[1] <= 0:
-                            self._active.remove(entry)
-                    return fault
+            for armed in self._active:
+                if armed.fault.kind == kind and armed.fault.targets(endpoint, report_type):
+                    if armed.remaining is not None:
+                        armed.remaining -= 1
+                        if armed.remaining <= 0:
+                            self._active.remove(armed)
+                    return armed.fault
         return None

@@ -56,15 +56,17 @@ def _write_xml(
     every record carries every field.
     """
     id_col, fields = columns[0], columns[1:]
+    tags = [(f"<{name}>", f"</{name}>", f"<{name}/>") for name in fields]  # built once, not per row
     fh.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<report type={quoteattr(report_type)}>\n')
     count = 0
     for count, row in enumerate(rows, start=1):
         parts = [f"<record {id_col}={quoteattr(row[0])}>"]
-        for name, value in zip(fields, row[1:], strict=True):
-            parts.append(f"<{name}>{escape(value)}</{name}>" if value else f"<{name}/>")
-        if count - 1 == malformed_at:  # a closing tag that does not match its opening tag
-            parts[1] = parts[1].replace(f"</{fields[0]}>", f"</{fields[0]}_broken>")
-        parts.append("</record>\n")
+        parts += [
+            f"{op}{escape(value)}{cl}" if value else empty
+            for (op, cl, empty), value in zip(tags, row[1:], strict=True)
+        ]
+        # the malformed row closes with a tag that does not match its opening tag
+        parts.append("</record>\n" if count - 1 != malformed_at else "</record_broken>\n")
         fh.write("".join(parts))
     fh.write("</report>\n")
     return count

@@ -1,0 +1,163 @@
+"""download_report against the sandbox's object-storage host: streamed, checked whole, credential-free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tikpay_source.client import ApiJob, TikpayClient
+from tikpay_source.config import Credentials
+from tikpay_source.download import download_report
+from tikpay_source.errors import LinkExpired, ReportFileError
+from tikpay_source.quota import RequestLedger
+from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
+from tikpay_source.settings import DOWNLOAD_CHUNK_BYTES
+
+DAY = ("2025-03-01T00:00:00", "2025-03-02T00:00:00")
+
+
+@pytest.fixture
+def api_client(sandbox: Sandbox, tmp_path: Path) -> Iterator[TikpayClient]:
+    """A TikpayClient on the default sandbox, ledger in its own directory."""
+    client = _client(sandbox, tmp_path / "ledger")
+    yield client
+    client.close()
+
+
+def _client(sb: Sandbox, ledger_dir: Path) -> TikpayClient:
+    return TikpayClient(
+        sb.base_url,
+        sb.token_url,
+        Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
+        RequestLedger(ledger_dir, DEMO_API_KEY),
+        sleep=lambda _seconds: None,
+    )
+
+
+def complete_job(client: TikpayClient, report_type: str = "TAPS", file_type: str = "csv") -> ApiJob:
+    """Submit a one-day job and list until it is COMPLETE; return the listed job with its link."""
+    job_id = client.submit(report_type, *DAY, file_type)
+    for _ in range(3):
+        job = next(j for j in client.list_jobs() if j.job_id == job_id)
+        if job.status == "COMPLETE":
+            assert job.download_url
+            return job
+    raise AssertionError(f"job {job_id} did not complete")
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    """An empty directory to download into."""
+    directory = tmp_path / "downloads"
+    directory.mkdir()
+    return directory
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_download_equals_the_served_file(
+    sandbox: Sandbox, api_client: TikpayClient, downloads: Path, file_type: str
+) -> None:
+    """The downloaded file is byte-identical to the report the sandbox serves, named with the suffix."""
+    job = complete_job(api_client, file_type=file_type)
+    assert job.download_url is not None
+    path = download_report(job.download_url, downloads, suffix=file_type)
+    assert path.parent == downloads
+    assert path.suffix == f".{file_type}"
+    expected = sandbox.report_file(job.job_id).read_bytes()
+    assert len(expected) > 1000
+    assert path.read_bytes() == expected
+    assert list(downloads.iterdir()) == [path]
+
+
+def test_download_sends_no_credentials(sandbox: Sandbox, api_client: TikpayClient, downloads: Path) -> None:
+    """The request to the download host carries neither the bearer token nor the API key."""
+    job = complete_job(api_client)
+    assert job.download_url is not None
+    download_report(job.download_url, downloads, suffix="csv")
+    (request,) = sandbox.download_requests
+    assert request["status"] == 200
+    assert "authorization" not in request["headers"]
+    assert "x-api-key" not in request["headers"]
+    assert DEMO_API_KEY not in str(request["headers"])
+    # the API host did see both on its own requests, so the check above is meaningful
+    api_list_call = next(r for r in sandbox.api_requests if r["path"].startswith("/v1/report-jobs-list"))
+    assert api_list_call["headers"]["x-api-key"] == DEMO_API_KEY
+
+
+def test_dropped_connection_is_report_file_error_and_leaves_no_file(
+    sandbox: Sandbox, api_client: TikpayClient, downloads: Path
+) -> None:
+    """A body cut short of Content-Length raises ReportFileError and removes the partial file."""
+    job = complete_job(api_client)
+    assert job.download_url is not None
+    sandbox.inject(Fault("drop", endpoint="download", after_bytes=500))
+    with pytest.raises(ReportFileError) as caught:
+        download_report(job.download_url, downloads, suffix="csv")
+    assert "signature" not in str(caught.value)
+    assert list(downloads.iterdir()) == []
+    # the link still works once the fault is spent: the failure was the connection, not the link
+    assert download_report(job.download_url, downloads, suffix="csv").read_bytes() == (
+        sandbox.report_file(job.job_id).read_bytes()
+    )
+
+
+def test_server_error_is_report_file_error_and_leaves_no_file(
+    sandbox: Sandbox, api_client: TikpayClient, downloads: Path
+) -> None:
+    """A 500 from the download host is a ReportFileError (not LinkExpired), with nothing left behind."""
+    job = complete_job(api_client)
+    assert job.download_url is not None
+    sandbox.inject(Fault("status", endpoint="download", status=500))
+    with pytest.raises(ReportFileError, match="HTTP 500"):
+        download_report(job.download_url, downloads, suffix="csv")
+    assert list(downloads.iterdir()) == []
+
+
+def test_expired_link_is_link_expired_without_the_signature(
+    sandbox: Sandbox, api_client: TikpayClient, downloads: Path
+) -> None:
+    """A retired link raises LinkExpired whose message holds only the host, never the signed query."""
+    job = complete_job(api_client)
+    assert job.download_url is not None
+    sandbox.inject(Fault("expire_links"))
+    with pytest.raises(LinkExpired) as caught:
+        download_report(job.download_url, downloads, suffix="csv")
+    message = str(caught.value)
+    parts = urlsplit(job.download_url)
+    assert parts.query not in message
+    assert "signature" not in message
+    assert parts.path not in message
+    assert parts.netloc in message
+    assert list(downloads.iterdir()) == []
+    assert [r["status"] for r in sandbox.download_requests] == [403]
+    # the next list signs a fresh link that works
+    fresh = next(j for j in api_client.list_jobs() if j.job_id == job.job_id)
+    assert fresh.download_url is not None and fresh.download_url != job.download_url
+    assert download_report(fresh.download_url, downloads, suffix="csv").stat().st_size > 0
+
+
+def test_progress_reports_increasing_counts_to_the_file_size(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path, downloads: Path
+) -> None:
+    """The progress callback sees strictly increasing byte counts, the announced total, and the full size."""
+    sb = make_sandbox(rows_per_hour={"TAPS": 500}, complete_after_list_calls=0)
+    client = _client(sb, tmp_path / "ledger")
+    try:
+        job = complete_job(client)
+    finally:
+        client.close()
+    assert job.download_url is not None
+    size = sb.report_file(job.job_id).stat().st_size
+    assert size > DOWNLOAD_CHUNK_BYTES  # so the download takes more than one chunk
+    calls: list[tuple[int, int | None]] = []
+    path = download_report(
+        job.download_url, downloads, suffix="csv", progress=lambda n, t: calls.append((n, t))
+    )
+    counts = [n for n, _ in calls]
+    assert len(counts) >= 2
+    assert counts == sorted(set(counts))  # strictly increasing
+    assert counts[-1] == size == path.stat().st_size
+    assert {t for _, t in calls} == {size}

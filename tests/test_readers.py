@@ -1,0 +1,338 @@
+"""read_report on real sandbox files: exact values, types from the data, zone-aware times, bad files refused."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tikpay_source.client import ApiJob, TikpayClient
+from tikpay_source.config import Credentials
+from tikpay_source.download import download_report
+from tikpay_source.errors import ReportFileError
+from tikpay_source.quota import RequestLedger
+from tikpay_source.readers import read_report
+from tikpay_source.sandbox import (
+    DEMO_API_KEY,
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    REPORT_COLUMNS,
+    TIME_COLUMN,
+    Fault,
+    Sandbox,
+)
+
+DAY = ("2025-03-01T00:00:00", "2025-03-02T00:00:00")
+DST_FALL_BACK_DAY = ("2025-04-06T00:00:00", "2025-04-07T00:00:00")  # Australia/Sydney: 25 hours
+REPORT_TYPES = ("CUSTOMERS", "PAYMENTS", "TAPS", "TRIPS")
+
+Fetch = Callable[..., tuple[Path, ApiJob]]
+
+
+@pytest.fixture
+def fetch(sandbox: Sandbox, tmp_path: Path) -> Iterator[Fetch]:
+    """``fetch(report_type, file_type, window=DAY, fault=None)``: a COMPLETE job's file in tmp_path.
+
+    A download fault (truncate, malformed_row) is injected just before the download, so the
+    damaged file is the one the sandbox really serves.
+    """
+    client = TikpayClient(
+        sandbox.base_url,
+        sandbox.token_url,
+        Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
+        RequestLedger(tmp_path / "ledger", DEMO_API_KEY, limit=1000),
+        sleep=lambda _seconds: None,
+    )
+    files = tmp_path / "files"
+    files.mkdir()
+
+    def _fetch(
+        report_type: str, file_type: str, window: tuple[str, str] = DAY, fault: Fault | None = None
+    ) -> tuple[Path, ApiJob]:
+        job_id = client.submit(report_type, *window, file_type)
+        for _ in range(3):
+            job = next(j for j in client.list_jobs() if j.job_id == job_id)
+            if job.status == "COMPLETE" and job.download_url:
+                break
+        else:
+            raise AssertionError(f"job {job_id} did not complete")
+        if fault is not None:
+            sandbox.inject(fault)
+            return download_report(job.download_url, files, suffix=file_type), job
+        target = files / f"{job_id}.{file_type}"
+        shutil.copyfile(sandbox.report_file(job_id), target)
+        return target, job
+
+    yield _fetch
+    client.close()
+
+
+def read_all(path: Path, file_type: str, timezone: str = "Australia/Sydney", **kwargs: Any) -> pa.Table:
+    """Every batch of a report, as one table (an empty table when no batch is yielded)."""
+    batches = list(read_report(path, file_type, timezone, **kwargs))
+    return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
+def wall_text(value: datetime) -> str:
+    """The naive local wall-clock text of an aware datetime, as the report files write times."""
+    return value.replace(tzinfo=None).isoformat()
+
+
+def as_file_text(value: Any, arrow_type: pa.DataType) -> str:
+    """A typed cell turned back into the text the file holds ("" for null)."""
+    if value is None:
+        return ""
+    if pa.types.is_timestamp(arrow_type):
+        return wall_text(value)
+    if pa.types.is_boolean(arrow_type):
+        return "true" if value else "false"
+    if pa.types.is_floating(arrow_type):
+        return repr(float(value))
+    return str(value)
+
+
+def normalise_float_text(text: str, arrow_type: pa.DataType) -> str:
+    """Ground-truth text of a float column in ``repr`` form, so numbers compare exactly, not as text."""
+    if text and pa.types.is_floating(arrow_type):
+        return repr(float(text))
+    return text
+
+
+# --- values and types -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+@pytest.mark.parametrize("report_type", REPORT_TYPES)
+def test_every_value_matches_ground_truth(
+    sandbox: Sandbox, fetch: Fetch, report_type: str, file_type: str
+) -> None:
+    """All rows of a one-day file arrive, in file order, each cell equal to the sandbox's ground truth."""
+    path, _ = fetch(report_type, file_type)
+    truth = sandbox.ground_truth(report_type, *DAY)
+    table = read_all(path, file_type)
+    assert table.num_rows == len(truth) > 0
+    assert table.column_names == list(REPORT_COLUMNS[report_type])
+    for name in table.column_names:
+        arrow_type = table.schema.field(name).type
+        got = [as_file_text(v, arrow_type) for v in table.column(name).to_pylist()]
+        want = [normalise_float_text(row[name], arrow_type) for row in truth]
+        assert got == want, name
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_awkward_text_survives_exactly(sandbox: Sandbox, fetch: Fetch, file_type: str) -> None:
+    """Quotes, commas, newlines and non-ASCII text come through unchanged; empty text becomes None."""
+    columns = ("full_name", "email", "postal_address", "concession_type", "notes")
+    path, _ = fetch("CUSTOMERS", file_type)
+    truth = sandbox.ground_truth("CUSTOMERS", *DAY)
+    values = [v for row in truth for v in (row[c] for c in columns)]
+    # the day really holds every kind of awkward value, so the comparison below means something
+    assert any('"' in v for v in values)
+    assert any("," in v for v in values)
+    assert any("\n" in v for v in values)
+    assert any(not v.isascii() for v in values)
+    assert any(v == "" for v in values)
+    table = read_all(path, file_type)
+    for name in columns:
+        assert pa.types.is_string(table.schema.field(name).type)
+        assert table.column(name).to_pylist() == [row[name] or None for row in truth], name
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_payment_references_with_quotes_and_commas(sandbox: Sandbox, fetch: Fetch, file_type: str) -> None:
+    """A reference such as 'Top-up "auto", kiosk' and non-ASCII references are read as written."""
+    path, _ = fetch("PAYMENTS", file_type)
+    truth = sandbox.ground_truth("PAYMENTS", *DAY)
+    assert any(row["reference"] == 'Top-up "auto", kiosk' for row in truth)
+    assert any(not row["reference"].isascii() for row in truth)
+    table = read_all(path, file_type)
+    assert table.column("reference").to_pylist() == [row["reference"] or None for row in truth]
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_card_ids_keep_leading_zeros_and_numbers_are_numeric(
+    sandbox: Sandbox, fetch: Fetch, file_type: str
+) -> None:
+    """card_id stays text with its leading zeros; ids, fares and distances are numbers; flags are booleans."""
+    path, _ = fetch("TRIPS", file_type)
+    truth = sandbox.ground_truth("TRIPS", *DAY)
+    table = read_all(path, file_type)
+    assert pa.types.is_string(table.schema.field("card_id").type)
+    cards = table.column("card_id").to_pylist()
+    assert cards == [row["card_id"] for row in truth]
+    assert all(card.startswith("0") and len(card) == 16 for card in cards)
+    for name in ("trip_id", "tap_on_id"):
+        assert pa.types.is_integer(table.schema.field(name).type), name
+    for name in ("fare_amount", "distance_km"):
+        field_type = table.schema.field(name).type
+        assert pa.types.is_floating(field_type) or pa.types.is_decimal(field_type), name
+    assert pa.types.is_boolean(table.schema.field("concession").type)
+    # forgotten tap-offs have no fare: a null number, not a zero or an empty string
+    fares = table.column("fare_amount").to_pylist()
+    assert None in fares
+    assert [f is None for f in fares] == [row["fare_amount"] == "" for row in truth]
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_stop_ids_with_a_leading_zero_stay_text(sandbox: Sandbox, fetch: Fetch, file_type: str) -> None:
+    """stop_id stays text when one stop id has a leading zero (021210), so no id is altered."""
+    path, _ = fetch("TAPS", file_type)
+    truth = sandbox.ground_truth("TAPS", *DAY)
+    assert any(row["stop_id"].startswith("0") for row in truth)
+    table = read_all(path, file_type)
+    assert pa.types.is_string(table.schema.field("stop_id").type)
+    assert table.column("stop_id").to_pylist() == [row["stop_id"] for row in truth]
+
+
+# --- time columns -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+@pytest.mark.parametrize("report_type", REPORT_TYPES)
+def test_time_columns_are_zone_aware_with_the_file_wall_time(
+    sandbox: Sandbox, fetch: Fetch, report_type: str, file_type: str
+) -> None:
+    """Time columns are timestamps in the job's timezone whose local wall time is the file's text."""
+    path, job = fetch(report_type, file_type)
+    assert job.timezone == "Australia/Sydney"
+    truth = sandbox.ground_truth(report_type, *DAY)
+    table = read_all(path, file_type, job.timezone)
+    time_columns = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
+    assert TIME_COLUMN[report_type] in time_columns
+    for name in time_columns:
+        assert table.schema.field(name).type.tz == job.timezone, name
+        got = [v and wall_text(v) for v in table.column(name).to_pylist()]
+        assert got == [row[name] or None for row in truth], name
+
+
+def test_other_timezone_is_applied(make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    """A file read for another operator zone gets that zone, and the UTC instant moves accordingly."""
+    sb = make_sandbox(complete_after_list_calls=0)
+    client = TikpayClient(
+        sb.base_url,
+        sb.token_url,
+        Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
+        RequestLedger(tmp_path / "ledger", DEMO_API_KEY),
+    )
+    try:
+        job_id = client.submit("PAYMENTS", *DAY, "csv")
+        client.list_jobs()
+    finally:
+        client.close()
+    path = sb.report_file(job_id)
+    sydney = read_all(path, "csv", "Australia/Sydney").column("payment_time")
+    auckland = read_all(path, "csv", "Pacific/Auckland").column("payment_time")
+    assert auckland.type.tz == "Pacific/Auckland"
+    assert [wall_text(v) for v in auckland.to_pylist()] == [wall_text(v) for v in sydney.to_pylist()]
+    # same wall text, two hours earlier as an instant (AEDT +11 vs NZDT +13 on 2025-03-01)
+    first_sydney, first_auckland = sydney.to_pylist()[0], auckland.to_pylist()[0]
+    assert (first_sydney - first_auckland).total_seconds() == 2 * 3600
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_dst_fall_back_day_reads_without_error(sandbox: Sandbox, fetch: Fetch, file_type: str) -> None:
+    """On the 25-hour day (repeated 02:00-03:00) every row is read and keeps its wall time."""
+    path, _ = fetch("TAPS", file_type, window=DST_FALL_BACK_DAY)
+    truth = sandbox.ground_truth("TAPS", *DST_FALL_BACK_DAY)
+    repeated = [row for row in truth if row["tap_time"].startswith("2025-04-06T02:")]
+    assert len(repeated) > 40  # both passes through the repeated hour are in the file
+    table = read_all(path, file_type)
+    assert table.num_rows == len(truth)
+    times = table.column("tap_time").to_pylist()
+    assert [wall_text(v) for v in times] == [row["tap_time"] for row in truth]
+    # the ambiguous wall times are read as the earlier instant (+11:00, still daylight time)
+    first_repeated = next(v for v in times if wall_text(v).startswith("2025-04-06T02:"))
+    assert first_repeated.utcoffset() is not None
+    assert first_repeated.utcoffset().total_seconds() == 11 * 3600
+
+
+# --- damaged and unusual files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_truncated_file_fails_before_any_batch(sandbox: Sandbox, fetch: Fetch, file_type: str) -> None:
+    """A download cut inside a row raises ReportFileError before the first batch is handed out."""
+    path, job = fetch("TAPS", file_type, fault=Fault("truncate", endpoint="download"))
+    assert path.stat().st_size < sandbox.report_file(job.job_id).stat().st_size
+    yielded: list[pa.RecordBatch] = []
+    with pytest.raises(ReportFileError):
+        yielded.extend(read_report(path, file_type, "Australia/Sydney", batch_rows=10))
+    assert yielded == []
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_malformed_row_fails_before_any_batch(fetch: Fetch, file_type: str) -> None:
+    """A file with one bad row in the middle raises ReportFileError and yields no batch."""
+    path, _ = fetch("TAPS", file_type, fault=Fault("malformed_row", endpoint="download"))
+    yielded: list[pa.RecordBatch] = []
+    with pytest.raises(ReportFileError, match="malformed"):
+        yielded.extend(read_report(path, file_type, "Australia/Sydney", batch_rows=10))
+    assert yielded == []
+
+
+def test_xml_with_dtd_entities_is_refused(tmp_path: Path) -> None:
+    """An XML report with a DTD (billion laughs) is refused with a message naming DTDs."""
+    path = tmp_path / "laughs.xml"
+    path.write_text(
+        '<?xml version="1.0"?>\n'
+        '<!DOCTYPE report [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+        '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>\n'
+        '<report><record id="1"><name>&lol3;</name></record></report>\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ReportFileError, match="DTD"):
+        list(read_report(path, "xml", "UTC"))
+
+
+def test_xml_field_first_seen_late_is_kept(tmp_path: Path) -> None:
+    """Fields that first appear in later records become columns; no earlier or later value is lost."""
+    path = tmp_path / "late.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<report type="X">\n'
+        '<record id="1"><name>Zoë</name></record>\n'
+        '<record id="2"><name>Jack</name></record>\n'
+        '<record id="3"><name>Mia</name><note>late, "quoted"</note></record>\n'
+        '<record id="4" extra="attr"><name>Wei</name><note/></record>\n'
+        "</report>\n",
+        encoding="utf-8",
+    )
+    table = read_all(path, "xml", "UTC")
+    assert table.column_names == ["id", "name", "note", "extra"]
+    assert table.column("id").to_pylist() == [1, 2, 3, 4]
+    assert table.column("name").to_pylist() == ["Zoë", "Jack", "Mia", "Wei"]
+    assert table.column("note").to_pylist() == [None, None, 'late, "quoted"', None]
+    assert table.column("extra").to_pylist() == [None, None, None, "attr"]
+    assert [p.name for p in tmp_path.iterdir()] == ["late.xml"]  # the scratch CSV is gone
+
+
+def test_empty_csv_is_refused(tmp_path: Path) -> None:
+    """A zero-byte CSV (not even a header) is a ReportFileError."""
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(ReportFileError, match="empty"):
+        list(read_report(path, "csv", "UTC"))
+
+
+def test_header_only_csv_has_zero_rows(tmp_path: Path) -> None:
+    """A CSV with a header and no rows reads without error and yields no rows."""
+    path = tmp_path / "header.csv"
+    path.write_bytes(b"tap_id,tap_time,card_id\r\n")
+    batches = list(read_report(path, "csv", "UTC"))
+    assert sum(b.num_rows for b in batches) == 0
+
+
+@pytest.mark.parametrize("file_type", ["csv", "xml"])
+def test_batch_rows_bounds_batch_size(sandbox: Sandbox, fetch: Fetch, file_type: str) -> None:
+    """batch_rows=100 on a ~1000-row file gives batches of at most 100 rows, all rows included."""
+    path, _ = fetch("TAPS", file_type)
+    expected = sandbox.count_rows("TAPS", *DAY)
+    assert expected >= 900
+    sizes = [b.num_rows for b in read_report(path, file_type, "Australia/Sydney", batch_rows=100)]
+    assert max(sizes) <= 100
+    assert sum(sizes) == expected
+    assert len(sizes) >= expected // 100
