@@ -42,6 +42,7 @@ from tikpay_source.settings import (
 logger = logging.getLogger(__name__)
 
 _TRANSIENT = (requests.ConnectionError, requests.Timeout)
+_LONGEST_RETRY_AFTER = 366 * 24 * 3600  # an absurd Retry-After is read as "a year", not a crash
 
 
 class SubmissionUncertain(ApiError):
@@ -98,13 +99,14 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return now + timedelta(seconds=int(text))
     try:
+        if text.isdigit():
+            return now + timedelta(seconds=min(int(text), _LONGEST_RETRY_AFTER))
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
 
 
 def _error_detail(response: requests.Response) -> str:

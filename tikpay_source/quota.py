@@ -97,8 +97,13 @@ class RequestLedger:
         return json.dumps(raw) + "\n"
 
     def _append(self, entry: LedgerEntry) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(self._line(entry))
+        with self.path.open("a+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell():  # a line torn by a crash must not swallow this one
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")
+            handle.write(self._line(entry).encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         self._entries.append(entry)

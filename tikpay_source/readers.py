@@ -124,17 +124,19 @@ def _write_xml_rows(xml_path: Path, csv_path: Path, fields: dict[str, None]) -> 
     with csv_path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         depth = 0
+        root = None
         try:
             for event, element in iterparse(str(xml_path), events=("start", "end"), forbid_dtd=True):
                 if event == "start":
                     depth += 1
+                    root = element if root is None else root
                     continue
                 depth -= 1
                 if depth != 1:
                     continue
                 record = dict(element.attrib)
                 record.update({_local_name(child.tag): (child.text or "") for child in element})
-                element.clear()
+                root.clear()  # drop the finished record from the tree: memory stays flat
                 unknown = [name for name in record if name not in fields]
                 if unknown:
                     if header_fixed or rows:

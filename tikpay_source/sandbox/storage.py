@@ -26,7 +26,7 @@ class ReportFiles:
 
     def __init__(self, data: ReportData) -> None:
         self._data = data
-        self._dir = Path(tempfile.mkdtemp(prefix="tikpay-sandbox-"))
+        self._dir: Path | None = None  # created on first render, so an unused sandbox leaves nothing
         self._lock = threading.Lock()
         self._file_locks: dict[tuple[str, str], threading.Lock] = {}
         self._row_counts: dict[str, int] = {}
@@ -35,8 +35,10 @@ class ReportFiles:
         """The rendered file of ``job`` (damaged as ``variant`` says), rendering it if needed."""
         if variant not in VARIANTS:
             raise ValueError(f"unknown file variant {variant!r}")
-        target = self._dir / f"{job.job_id}.{variant}.{job.file_type}"
         with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="tikpay-sandbox-"))
+            target = self._dir / f"{job.job_id}.{variant}.{job.file_type}"
             file_lock = self._file_locks.setdefault((job.job_id, variant), threading.Lock())
         with file_lock:
             if not target.exists():
@@ -62,4 +64,7 @@ class ReportFiles:
 
     def close(self) -> None:
         """Delete every rendered file."""
-        shutil.rmtree(self._dir, ignore_errors=True)
+        with self._lock:
+            directory, self._dir = self._dir, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
