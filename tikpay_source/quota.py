@@ -22,6 +22,7 @@ from tikpay_source.settings import QUOTA_LIMIT, QUOTA_WINDOW_SECONDS
 
 _KEEP_SECONDS = 8 * 24 * 3600  # a week of jobs plus a day: old lines are compacted away
 _COMPACT_AFTER_LINES = 2000
+_REQUEST_KINDS = frozenset({"submit", "list"})
 
 
 def default_ledger_dir() -> Path:
@@ -38,7 +39,7 @@ def key_fingerprint(api_key: str) -> str:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One line of the ledger: a request sent (``kind`` submit or list) or a wait imposed."""
+    """One line of the ledger: a request sent (``kind`` submit or list), a run started, or a wait imposed."""
 
     at: float
     kind: str
@@ -112,6 +113,14 @@ class RequestLedger:
         """Write down a request before it is sent, so a crash cannot make it uncounted."""
         self._append(LedgerEntry(self._clock(), kind, detail=detail))
 
+    def record_run(self, run_id: str) -> None:
+        """Mark the start of a run, before its first request (not a request itself)."""
+        self._append(LedgerEntry(self._clock(), "run", detail=run_id))
+
+    def last_run_id(self) -> str | None:
+        """The id of the latest run that started with this ledger."""
+        return next((e.detail for e in reversed(self._entries) if e.kind == "run"), None)
+
     def record_wait(self, until: float) -> None:
         """Remember that the API told this key to wait until ``until`` (epoch seconds)."""
         self._append(LedgerEntry(self._clock(), "wait", until=until))
@@ -119,7 +128,7 @@ class RequestLedger:
     def used(self) -> int:
         """Requests counted in the current rolling window."""
         since = self._clock() - self.window_seconds
-        return sum(1 for e in self._entries if e.kind != "wait" and e.at > since)
+        return sum(1 for e in self._entries if e.kind in _REQUEST_KINDS and e.at > since)
 
     def remaining(self) -> int:
         """Requests left in the rolling window, by this ledger's count."""
@@ -128,7 +137,7 @@ class RequestLedger:
     def next_free_at(self) -> float | None:
         """When the oldest counted request leaves the window (None if none is counted)."""
         since = self._clock() - self.window_seconds
-        recent = sorted(e.at for e in self._entries if e.kind != "wait" and e.at > since)
+        recent = sorted(e.at for e in self._entries if e.kind in _REQUEST_KINDS and e.at > since)
         return recent[0] + self.window_seconds if recent else None
 
     def blocked_until(self) -> float | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from tikpay_source.download import download_report
 from tikpay_source.errors import ConfigError, LinkExpired, QuotaExhausted, ReportFileError, TikpayError
 from tikpay_source.jobs import SUBMITTED, Entry, WindowBook
 from tikpay_source.outcome import RunOutcome
+from tikpay_source.planning import plan_run
 from tikpay_source.progress import Progress
 from tikpay_source.quota import RequestLedger, default_ledger_dir
 from tikpay_source.readers import read_report
@@ -54,6 +56,7 @@ class ReportJobRunner:
         self.progress = progress or Progress()
         self.retry_failed = retry_failed
         self.outcome = RunOutcome()
+        self.run_id = uuid.uuid4().hex
         # windows whose file failed to load in this run: left for the next run, not polled for
         self._deferred: set[str] = set()
         self._expired_links: set[str] = set()
@@ -83,6 +86,7 @@ class ReportJobRunner:
         finally:
             client.close()
             self.book.save()
+            self.state["run_id"] = self.run_id
             self.state["last_run"] = self.outcome.to_state(
                 requests=client.requests_sent,
                 quota_left=ledger.remaining(),
@@ -97,27 +101,29 @@ class ReportJobRunner:
     def _run(self, client: TikpayClient, scratch: Path) -> Iterator[Any]:
         if self.retry_failed:
             self.book.retry_gave_up()
-        now_local = datetime.now(self.config.timezone).replace(tzinfo=None)
-        planned = self.book.plan(now_local)
-        self.book.add_planned(planned)
-        if not self.book.to_submit() and not self.book.in_flight():
+        self._check_timezone()
+        plan = plan_run(
+            self.book, self.config, client.ledger, self.state.get("run_id"), "api_timezone" in self.state
+        )
+        client.ledger.record_run(self.run_id)
+        if not plan.windows and not plan.in_flight:
             self.progress.step("nothing new to load: every window up to the end bound is loaded")
             return
-        budget = min(self.config.max_requests, client.ledger.remaining())
-        if budget <= 0:
+        if plan.budget <= 0:
             free_at = client.ledger.next_free_at()
             retry_at = datetime.fromtimestamp(free_at, timezone.utc) if free_at else None
             raise QuotaExhausted(
                 "no requests left in this API key's 24-hour quota by the local ledger", retry_at
             )
         deadline = time.monotonic() + self.config.max_wait
-        yield from self._poll(client, scratch)
+        if plan.adoption_check or not plan.windows:
+            yield from self._poll(client, scratch)  # adopt an interrupted run's jobs; collect finished ones
         while True:
-            yield from self._submit_waiting(client, budget)
+            yield from self._submit_waiting(client, plan.budget)
             if not self._worth_polling():
                 return
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or client.requests_sent >= budget:
+            if remaining <= 0 or client.requests_sent >= plan.budget:
                 return
             time.sleep(min(self.config.poll_interval, remaining))
             yield from self._poll(client, scratch)
@@ -255,11 +261,19 @@ class ReportJobRunner:
             self.progress.step(f"submitted {entry.window.describe()} as job {job_id}")
             yield job_row(entry, self.config.timezone, load_status="submitted")
 
-    def _check_timezone(self, jobs: list[ApiJob]) -> None:
-        zones = {job.timezone for job in jobs if job.timezone}
+    def _check_timezone(self, jobs: list[ApiJob] = ()) -> None:
+        """Windows planned in the wrong zone would shift every row: stop before submitting any.
+
+        The zone the job list reports is remembered in the state, so later runs check it
+        before their first request, even when they submit before listing.
+        """
+        zones = sorted({job.timezone for job in jobs if job.timezone})
+        if zones:
+            self.state["api_timezone"] = zones[0]
+        reported = self.state.get("api_timezone")
         configured = self.config.timezone.key
-        if zones and configured not in zones:
+        if reported and reported != configured:
             raise ConfigError(
                 f"timezone is set to {configured} but the API reports the operator's timezone as "
-                f"{sorted(zones)[0]}; set timezone to match"
+                f"{reported}; set timezone to match"
             )

@@ -17,7 +17,7 @@ from tikpay_source.sandbox.files import CONTENT_TYPES
 from tikpay_source.sandbox.jobs import JobStore
 from tikpay_source.sandbox.links import EXPIRED, LinkSigner
 from tikpay_source.sandbox.responses import Response, s3_error
-from tikpay_source.sandbox.storage import GOOD, MALFORMED, TRUNCATED, ReportFiles
+from tikpay_source.sandbox.storage import GOOD, MALFORMED, TRUNCATED, FilesClosed, ReportFiles
 
 _REPORT_PATH = re.compile(r"/reports/(?P<job_id>[0-9A-Z]{26})\.(?P<ext>csv|xml)")
 
@@ -58,7 +58,10 @@ class DownloadService:
             variant = TRUNCATED
         elif self._faults.take("malformed_row", "download") is not None:
             variant = MALFORMED
-        path = self._files.path(job, variant)
+        try:
+            path = self._files.path(job, variant)
+        except FilesClosed:
+            return s3_error(503, "ServiceUnavailable", "The sandbox is shutting down.")
         drop = self._faults.take("drop", "download")
         return Response(
             200,

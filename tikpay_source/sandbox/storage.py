@@ -21,12 +21,17 @@ MALFORMED = "malformed_row"
 VARIANTS = (GOOD, TRUNCATED, MALFORMED)
 
 
+class FilesClosed(RuntimeError):
+    """The sandbox stopped; a request still in flight must not render into a new directory."""
+
+
 class ReportFiles:
     """A temporary directory of rendered reports keyed by job id and variant."""
 
     def __init__(self, data: ReportData) -> None:
         self._data = data
         self._dir: Path | None = None  # created on first render, so an unused sandbox leaves nothing
+        self._closed = False
         self._lock = threading.Lock()
         self._file_locks: dict[tuple[str, str], threading.Lock] = {}
         self._row_counts: dict[str, int] = {}
@@ -36,6 +41,8 @@ class ReportFiles:
         if variant not in VARIANTS:
             raise ValueError(f"unknown file variant {variant!r}")
         with self._lock:
+            if self._closed:
+                raise FilesClosed("the sandbox has stopped")
             if self._dir is None:
                 self._dir = Path(tempfile.mkdtemp(prefix="tikpay-sandbox-"))
             target = self._dir / f"{job.job_id}.{variant}.{job.file_type}"
@@ -65,6 +72,7 @@ class ReportFiles:
     def close(self) -> None:
         """Delete every rendered file."""
         with self._lock:
+            self._closed = True
             directory, self._dir = self._dir, None
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)

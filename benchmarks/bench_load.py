@@ -1,0 +1,258 @@
+"""End-to-end load benchmark: the connector against DuckDB's own ``read_csv``, same file, same run.
+
+What it does, for a TRIPS report of 1 million rows (CSV and XML) and 5 million rows (CSV):
+
+1. starts an in-process sandbox with ``rows_per_hour`` chosen so that one 50-hour window
+   (Monday 2025-03-03 00:00 to Wednesday 02:00, Sydney time, no DST change) holds exactly
+   the wanted number of rows;
+2. submits one job per file type for that window and has the sandbox render its file
+   *before* anything is timed (rendering synthetic data is the sandbox's cost, not the
+   connector's); the connector's run then adopts that job, as it adopts any job already
+   submitted for its window, and downloads the pre-rendered file;
+3. runs each measured case in a fresh subprocess, so that its peak resident memory
+   (``ru_maxrss``) is that case's alone: DuckDB's own ``CREATE TABLE … AS SELECT * FROM
+   read_csv(file)`` into a fresh DuckDB file, and the connector's ``pipeline.run`` (job
+   list, download over loopback HTTP, read, extract, normalize, load and merge) into
+   another fresh DuckDB file;
+4. prints rows per second, seconds and peak memory of each, and the ratios against the
+   targets. Times exclude interpreter start and imports in both cases.
+
+Run it with ``python benchmarks/bench_load.py`` (about three minutes on two cores);
+``--rows`` and ``--big-rows`` change the sizes, ``--big-rows 0`` skips the large case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HOURS = 50
+WINDOW = ("2025-03-03T00:00:00", "2025-03-05T02:00:00")  # 50 local hours inside one P7D window
+TIMEZONE = "Australia/Sydney"
+CSV_TARGET = 2.0
+XML_TARGET = 4.0
+MEMORY_TARGET_MB = 400.0
+
+
+# --- measured cases (each runs in its own subprocess) ------------------------------------
+
+
+def _peak_mb() -> float:
+    """Peak resident memory of this process and any child it waited for, in MB (Linux: KiB units)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024
+    return max(own, children) * scale / 1e6
+
+
+def case_duckdb(csv_path: str, db_path: str) -> dict[str, Any]:
+    """DuckDB's own reader with its defaults, straight from the local file into a table."""
+    import duckdb
+
+    started = time.perf_counter()
+    with duckdb.connect(db_path) as con:
+        con.execute(f"CREATE TABLE trips AS SELECT * FROM read_csv('{csv_path}')")
+        rows = con.execute("SELECT count(*) FROM trips").fetchone()[0]
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def case_connector(
+    base_url: str, token_url: str, file_type: str, db_path: str, work_dir: str
+) -> dict[str, Any]:
+    """The real source, end to end, into a fresh DuckDB file; also reports dlt's step times."""
+    import dlt
+    import duckdb
+
+    from tikpay_source import tikpay
+    from tikpay_source.progress import Progress
+    from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+    work = Path(work_dir)
+    pipeline = dlt.pipeline(
+        pipeline_name="tikpay_bench",
+        pipelines_dir=str(work / "pipelines"),
+        destination=dlt.destinations.duckdb(db_path),
+        dataset_name="tikpay_data",
+    )
+    source = tikpay(
+        base_url=base_url,
+        token_url=token_url,
+        client_id=DEMO_CLIENT_ID,
+        client_secret=DEMO_CLIENT_SECRET,
+        api_key=DEMO_API_KEY,
+        report_types=["TRIPS"],
+        file_type=file_type,
+        timezone=TIMEZONE,
+        start_time=WINDOW[0],
+        end_time=WINDOW[1],
+        window="P7D",
+        ledger_dir=str(work / "ledger"),
+        poll_interval=0.1,
+        max_wait=120,
+        progress=Progress(stream=io.StringIO(), live=False),
+    )
+    started = time.perf_counter()
+    pipeline.run(source)
+    seconds = time.perf_counter() - started
+    steps = {step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps}
+    with duckdb.connect(db_path, read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM tikpay_data.trips").fetchone()[0]
+        described = con.execute("DESCRIBE tikpay_data.trips").fetchall()
+    types = {name: column_type for name, column_type, *_ in described}
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "steps": steps,
+        "types": types,
+    }
+
+
+def run_case(args: list[str]) -> dict[str, Any]:
+    """Run one case in a fresh interpreter and return its JSON result with its peak memory."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--case", *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"case {args[0]} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def case_main(argv: list[str]) -> None:
+    """Entry point of a measured subprocess: run the case, print its result as one JSON line."""
+    name, *rest = argv
+    result = case_duckdb(*rest) if name == "duckdb" else case_connector(*rest)
+    result["peak_mb"] = _peak_mb()
+    print(json.dumps(result, default=str))
+
+
+# --- orchestration ------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """A sandbox with rendered report files for the benchmark window."""
+
+    sandbox: Any
+    files: dict[str, Path]
+    render_seconds: dict[str, float]
+
+
+def prepare(rows: int, file_types: tuple[str, ...], scratch: Path) -> Prepared:
+    """Start a sandbox holding ``rows`` TRIPS rows in WINDOW and render one job's file per type.
+
+    The connector later adopts these jobs (same report type, window and file type), so
+    the file it downloads is already on the sandbox's disk.
+    """
+    from tikpay_source.client import Credentials, TikpayClient
+    from tikpay_source.quota import RequestLedger
+    from tikpay_source.sandbox import (
+        DEMO_API_KEY,
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        Sandbox,
+        SandboxSettings,
+    )
+
+    if rows % HOURS:
+        raise SystemExit(f"--rows must be a multiple of {HOURS}")
+    settings = SandboxSettings(
+        rows_per_hour={"TRIPS": rows // HOURS}, complete_after_list_calls=0, quota_limit=1000
+    )
+    sandbox = Sandbox(settings).start()
+    ledger = RequestLedger(scratch / "bench-ledger", DEMO_API_KEY, limit=1000)
+    credentials = Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY)
+    client = TikpayClient(sandbox.base_url, sandbox.token_url, credentials, ledger)
+    files: dict[str, Path] = {}
+    render: dict[str, float] = {}
+    try:
+        job_ids = {ft: client.submit("TRIPS", *WINDOW, ft) for ft in file_types}
+        client.list_jobs()
+        for file_type, job_id in job_ids.items():
+            started = time.perf_counter()
+            files[file_type] = sandbox.report_file(job_id)
+            render[file_type] = time.perf_counter() - started
+    finally:
+        client.close()
+    return Prepared(sandbox, files, render)
+
+
+def measure(prepared: Prepared, rows: int, scratch: Path, file_types: tuple[str, ...]) -> dict[str, Any]:
+    """DuckDB's own load of the CSV, then the connector for each file type, each in its own process."""
+    results: dict[str, Any] = {}
+    sb = prepared.sandbox
+    results["duckdb"] = run_case(["duckdb", str(prepared.files["csv"]), str(scratch / f"duck-{rows}.duckdb")])
+    for file_type in file_types:
+        work = scratch / f"connector-{file_type}-{rows}"
+        work.mkdir()
+        results[file_type] = run_case(
+            ["connector", sb.base_url, sb.token_url, file_type, str(work / "tikpay.duckdb"), str(work)]
+        )
+    for name, result in results.items():
+        if result["rows"] != rows:
+            raise SystemExit(f"{name} loaded {result['rows']} rows, expected {rows}")
+    return results
+
+
+def describe(label: str, result: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    rate = result["rows"] / result["seconds"]
+    line = f"{label:<28} {result['seconds']:7.2f} s  {rate:>12,.0f} rows/s  peak {result['peak_mb']:6.0f} MB"
+    if baseline is not None:
+        line += f"  ratio {result['seconds'] / baseline['seconds']:.2f} x DuckDB"
+    if "steps" in result:
+        line += "  (" + ", ".join(f"{k} {v:.1f}s" for k, v in result["steps"].items()) + ")"
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=5_000_000, help="0 skips the large CSV case")
+    parser.add_argument("--file-types", default="csv,xml")
+    opts = parser.parse_args()
+    file_types = tuple(opts.file_types.split(","))
+    report: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="tikpay-bench-") as tmp:
+        scratch = Path(tmp)
+        runs: dict[int, dict[str, Any]] = {}
+        for rows, types in ((opts.rows, file_types), (opts.big_rows, ("csv",))):
+            if rows <= 0:
+                continue
+            prepared = prepare(rows, types, scratch)
+            try:
+                sizes = ", ".join(f"{ft} {p.stat().st_size / 1e6:.0f} MB" for ft, p in prepared.files.items())
+                renders = ", ".join(f"{ft} {s:.0f} s" for ft, s in prepared.render_seconds.items())
+                print(f"# {rows:,} TRIPS rows: {sizes}; rendered by the sandbox before timing ({renders})")
+                runs[rows] = measure(prepared, rows, scratch, types)
+            finally:
+                prepared.sandbox.stop()
+            res = runs[rows]
+            print(describe(f"duckdb read_csv {rows:,}", res["duckdb"], None))
+            for ft in types:
+                print(describe(f"connector {ft} {rows:,}", res[ft], res["duckdb"]))
+        first = runs[opts.rows]
+        print("# column types (connector, csv):", json.dumps(first["csv"]["types"]))
+        csv_ratio = first["csv"]["seconds"] / first["duckdb"]["seconds"]
+        report.append(f"CSV end to end: {csv_ratio:.2f} x DuckDB's own read_csv (target <= {CSV_TARGET})")
+        if "xml" in first:
+            xml_ratio = first["xml"]["seconds"] / first["duckdb"]["seconds"]
+            report.append(f"XML end to end: {xml_ratio:.2f} x DuckDB's own read_csv (target <= {XML_TARGET})")
+        peaks = [f"{rows:,} rows {runs[rows]['csv']['peak_mb']:.0f} MB" for rows in runs]
+        report.append(f"connector peak memory, CSV: {'; '.join(peaks)} (target < {MEMORY_TARGET_MB:.0f} MB)")
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--case":
+        case_main(sys.argv[2:])
+    else:
+        main()
