@@ -21,10 +21,12 @@ from dlt.common.exceptions import DltException
 
 from tikpay_source import TikpayError, run_summary, tikpay
 from tikpay_source.errors import ConfigError
+from tikpay_source.planning import plan_next_run
 from tikpay_source.settings import (
     DATASET_NAME,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_OK,
     PIPELINE_NAME,
     SANDBOX_PIPELINE_NAME,
 )
@@ -52,6 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, help="most API requests this run may spend (default 20)")
     parser.add_argument("--max-wait", type=float, help="most seconds to wait for jobs in this run")
     parser.add_argument("--poll-interval", type=float, help="seconds between job-list polls")
+    parser.add_argument(
+        "--plan", action="store_true", help="print what a run would submit and spend, without any API request"
+    )
     parser.add_argument("--retry-failed", action="store_true", help="retry windows that failed repeatedly")
     parser.add_argument("--destination", help="dlt destination: duckdb (default), postgres, filesystem, ...")
     parser.add_argument(
@@ -112,6 +117,8 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
 
     source = tikpay(**settings, progress=Progress(quiet=args.quiet))  # validates before any request
     pipeline = make_pipeline(args)
+    if args.plan:
+        return show_plan(pipeline, source)
     if pipeline.has_pending_data:
         print("tikpay: finishing the load left pending by an interrupted run", file=sys.stderr)
         pipeline.normalize()
@@ -123,6 +130,14 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     for line in summary.lines():
         print(line)
     return summary.exit_code
+
+
+def show_plan(pipeline: Any, source: Any) -> int:
+    """``--plan``: the windows a run would submit and what they cost; no API request is made."""
+    pipeline.sync_destination()  # on a fresh machine the state lives only in the destination
+    for line in plan_next_run(pipeline, source).lines():
+        print(line)
+    return EXIT_OK
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -1,33 +1,74 @@
-"""Running the real source against a real sandbox into a real DuckDB file, for end-to-end tests."""
+"""Running the real source against a real sandbox into a real warehouse, for end-to-end tests.
+
+The warehouse is a DuckDB file unless a test runs inside ``loading_into(kind)`` (the
+``warehouse_kind`` fixture does that): then the same test loads into PostgreSQL or into
+Parquet files instead, and reads back from there.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
+from warehouses import Warehouse, make_warehouse
 
 from tikpay_source import RunSummary, run_summary, tikpay
 from tikpay_source.progress import Progress
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
-from tikpay_source.settings import DATASET_NAME
+
+# (kind, PostgreSQL DSN) that a Harness built without an explicit warehouse loads into
+_loading_into: ContextVar[tuple[str, str | None]] = ContextVar("loading_into", default=("duckdb", None))
+
+
+@contextlib.contextmanager
+def loading_into(kind: str, postgres_dsn: str | None = None) -> Iterator[None]:
+    """Every Harness built inside loads into a fresh warehouse of ``kind`` (keyed by its ``tmp``)."""
+    token = _loading_into.set((kind, postgres_dsn))
+    try:
+        yield
+    finally:
+        _loading_into.reset(token)
+
+
+def current_warehouse(where: Path) -> Warehouse:
+    """A warehouse of the kind in force, private to the directory ``where``."""
+    kind, dsn = _loading_into.get()
+    return make_warehouse(kind, where, dsn)
 
 
 @dataclass
 class Harness:
-    """One pipeline (state in ``tmp``) loading from ``sandbox`` into ``tmp/tikpay.duckdb``."""
+    """One pipeline (state in ``tmp``, or ``pipelines_dir``) loading from ``sandbox`` into ``warehouse``.
+
+    Two harnesses given the same ``warehouse`` and different ``tmp`` are two machines
+    loading into one shared warehouse.
+    """
 
     sandbox: Sandbox
     tmp: Path
     name: str = "tikpay_test"
     output: io.StringIO = field(default_factory=io.StringIO)
+    warehouse: Warehouse = None  # type: ignore[assignment]  # set in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.warehouse is None:
+            self.warehouse = current_warehouse(self.tmp)
 
     @property
     def db_path(self) -> Path:
+        """The DuckDB file when the warehouse is DuckDB (kept for tests that open it directly)."""
         return self.tmp / "tikpay.duckdb"
+
+    @property
+    def pipelines_dir(self) -> Path:
+        """This 'machine's' local dlt state: empty on a fresh machine."""
+        return self.tmp / "pipelines"
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Source arguments pointing at the sandbox, quick to poll, with a ledger of their own."""
@@ -48,35 +89,29 @@ class Harness:
     def pipeline(self) -> dlt.Pipeline:
         return dlt.pipeline(
             pipeline_name=self.name,
-            pipelines_dir=str(self.tmp / "pipelines"),
-            destination=dlt.destinations.duckdb(str(self.db_path)),
-            dataset_name=DATASET_NAME,
+            pipelines_dir=str(self.pipelines_dir),
+            destination=self.warehouse.destination(),
+            dataset_name=self.warehouse.dataset,
         )
 
     def run(self, **overrides: Any) -> RunSummary:
         pipeline = self.pipeline()
-        pipeline.run(tikpay(**self.settings(**overrides)))
+        pipeline.run(tikpay(**self.settings(**overrides)), loader_file_format=self.warehouse.loader_file_format)
         return run_summary(pipeline)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        with duckdb.connect(str(self.db_path), read_only=True) as con:
-            con.execute(f"SET search_path = '{DATASET_NAME}'")
-            return con.execute(sql).fetchall()
+        """Rows of a DuckDB-dialect query over the dataset's tables, run where the data lives."""
+        return self.warehouse.query(sql)
 
     def table_exists(self, table: str) -> bool:
-        if not self.db_path.exists():
-            return False
-        rows = self.query(f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'")
-        return rows[0][0] > 0
+        return self.warehouse.table_exists(table)
 
     def rows_per_window(self, table: str) -> dict[str, int]:
         """Row count per window start (as the API's local time text) in a report table."""
         if not self.table_exists(table):
             return {}
-        rows = self.query(
-            f"SELECT strftime(_tikpay_window_start, '%Y-%m-%dT%H:%M:%S'), count(*) FROM {table} GROUP BY 1"
-        )
-        return dict(rows)
+        window = self.warehouse.window_text("_tikpay_window_start")
+        return dict(self.query(f"SELECT {window}, count(*) FROM {table} GROUP BY 1"))
 
     def truth_per_window(self, report_type: str, windows: list[tuple[str, str]]) -> dict[str, int]:
         """The sandbox's exact row count for each window (windows with no rows left out)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from tikpay_source.client import ApiJob
 from tikpay_source.config import TikpayConfig
-from tikpay_source.settings import MAX_SUBMIT_ATTEMPTS
+from tikpay_source.settings import JOBS_TABLE, MAX_SUBMIT_ATTEMPTS
 from tikpay_source.windows import Window, format_local, parse_local, split_windows
 
 # Status of a window in the book.
@@ -51,6 +51,12 @@ class Entry:
             "attempts": self.attempts,
             "error": self.error,
         }
+
+
+def saved_state(pipeline: Any) -> dict[str, Any]:
+    """The ``report_jobs`` resource state a pipeline holds (empty if the source never ran)."""
+    sources = pipeline.state.get("sources", {})
+    return sources.get("tikpay", {}).get("resources", {}).get(JOBS_TABLE, {})
 
 
 def window_from_key(key: str) -> Window:

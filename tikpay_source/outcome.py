@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from tikpay_source.jobs import saved_state
 from tikpay_source.settings import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_QUOTA_STOP,
     EXIT_WINDOWS_FAILED,
-    JOBS_TABLE,
 )
 
 
@@ -115,7 +115,6 @@ class RunSummary:
 
 def run_summary(pipeline: Any) -> RunSummary:
     """Read the last run's outcome from a pipeline's state (empty if the source never ran)."""
-    sources = pipeline.state.get("sources", {})
-    record = sources.get("tikpay", {}).get("resources", {}).get(JOBS_TABLE, {}).get("last_run") or {}
+    record = saved_state(pipeline).get("last_run") or {}
     known = {name for name in RunSummary.__dataclass_fields__}
     return RunSummary(**{k: v for k, v in record.items() if k in known})

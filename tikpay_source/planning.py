@@ -13,14 +13,16 @@ A run spends, at most:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tikpay_source.config import TikpayConfig
-from tikpay_source.jobs import WindowBook
-from tikpay_source.quota import RequestLedger
-from tikpay_source.settings import QUOTA_LIMIT
+from tikpay_source.jobs import WindowBook, saved_state
+from tikpay_source.quota import RequestLedger, default_ledger_dir
+from tikpay_source.settings import JOBS_TABLE, QUOTA_LIMIT
 from tikpay_source.windows import Window, format_local
 
 
@@ -85,16 +87,17 @@ class RunPlan:
             out.append("no window to submit")
         if self.in_flight:
             out.append(f"{self.in_flight} job(s) in flight from earlier runs, to be collected")
-        out.append(
-            f"this run: {self.submissions} submission(s)"
-            + (", 1 job-list call to adopt jobs of an interrupted run" if self.adoption_check else "")
-            + (
-                ", at least 1 job-list call to collect"
-                if self.requests > self.submissions + self.adoption_check
-                else ""
+        if self.requests == 0:
+            out.append("this run: no request needed")
+        else:
+            parts = [f"{self.submissions} submission(s)"]
+            if self.adoption_check:
+                parts.append("1 job-list call first, to adopt jobs an interrupted run may have left")
+            if self.requests > self.submissions + int(self.adoption_check):
+                parts.append("at least 1 job-list call to collect the jobs")
+            out.append(
+                f"this run: {', '.join(parts)} = {self.requests} request(s) of a budget of {self.budget}"
             )
-            + f" = {self.requests} request(s) of a budget of {self.budget}"
-        )
         quota = f"quota left by the local ledger: {self.quota_left} of {QUOTA_LIMIT} in the last 24 hours"
         if self.blocked_until:
             quota += f"; the API asked to wait until {self.blocked_until.isoformat(timespec='seconds')}"
@@ -142,3 +145,19 @@ def plan_run(
         window_size=config.window,
         blocked_until=datetime.fromtimestamp(blocked).astimezone() if blocked else None,
     )
+
+
+def plan_next_run(pipeline: Any, source: Any) -> RunPlan:
+    """What the next run of ``source`` in ``pipeline`` would spend, without a single API request.
+
+    Reads a copy of the pipeline's state (restore it from the destination first on a
+    fresh machine) and the request ledger; changes neither.
+    """
+    arguments = source.resources[JOBS_TABLE].explicit_args
+    config: TikpayConfig = arguments["config"]
+    state = copy.deepcopy(saved_state(pipeline))
+    book = WindowBook(state, config)
+    if arguments.get("retry_failed"):
+        book.retry_gave_up()
+    ledger = RequestLedger(config.ledger_dir or default_ledger_dir(), config.credentials.api_key)
+    return plan_run(book, config, ledger, state.get("run_id"), "api_timezone" in state)
