@@ -58,7 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--plan", action="store_true", help="print what a run would submit and spend, without any API request"
     )
     parser.add_argument("--retry-failed", action="store_true", help="retry windows that failed repeatedly")
-    parser.add_argument("--destination", help="dlt destination: duckdb (default), postgres, filesystem, ...")
+    parser.add_argument(
+        "--destination",
+        help="dlt destination: duckdb (default), postgres, filesystem, bigquery, ... "
+        "(or destination_type in .dlt/config.toml, or DESTINATION_TYPE)",
+    )
     parser.add_argument(
         "--dataset", default=DATASET_NAME, help=f"dataset (schema) name (default {DATASET_NAME})"
     )
@@ -108,7 +112,10 @@ def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def make_pipeline(args: argparse.Namespace) -> Any:
     name = SANDBOX_PIPELINE_NAME if args.sandbox else PIPELINE_NAME
     return dlt.pipeline(
-        pipeline_name=name, destination=args.destination or "duckdb", dataset_name=args.dataset
+        pipeline_name=name,
+        # one flag or one setting switches the warehouse; DuckDB when neither is given
+        destination=args.destination or dlt.config.get("destination_type", str) or "duckdb",
+        dataset_name=args.dataset,
     )
 
 
@@ -123,13 +130,37 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         print("tikpay: finishing the load left pending by an interrupted run", file=sys.stderr)
         pipeline.normalize()
         pipeline.load()
-    pipeline.run(source)
+    pipeline.run(source, loader_file_format=file_format_for(pipeline))
     summary = run_summary(pipeline)
+    make_views(pipeline, quiet=args.quiet)
     where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
     print(f"pipeline {pipeline.pipeline_name}: loaded into {where}")
     for line in summary.lines():
         print(line)
     return summary.exit_code
+
+
+def file_format_for(pipeline: Any) -> str | None:
+    """Parquet on the filesystem destination (object storage, lakehouses); the destination's own elsewhere."""
+    return "parquet" if pipeline.destination.destination_name == "filesystem" else None
+
+
+def make_views(pipeline: Any, quiet: bool) -> None:
+    """The BI views (tikpay_source/views.py) after a load; a failure is reported, never fatal.
+
+    The rows and the state are committed by now, so a view that cannot be made (a
+    permission, say) must not turn a good load into a failed run.
+    """
+    from tikpay_source.views import create_views
+
+    try:
+        lines = create_views(pipeline)
+    except Exception as exc:  # any database error: the load itself succeeded
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        lines = [f"views: not created: {type(exc).__name__}: {first}"]
+    if not quiet:
+        for line in lines:
+            print(line, file=sys.stderr)
 
 
 def show_plan(pipeline: Any, source: Any) -> int:

@@ -86,7 +86,9 @@ def postgres_dsn() -> Iterator[str]:
     import psycopg2
 
     dsn = os.environ.get(POSTGRES_DSN_VARIABLE, "")
-    problem = "" if dsn else f"${POSTGRES_DSN_VARIABLE} is not set (e.g. postgresql://user:pw@127.0.0.1:5432/db)"
+    problem = (
+        "" if dsn else f"${POSTGRES_DSN_VARIABLE} is not set (e.g. postgresql://user:pw@127.0.0.1:5432/db)"
+    )
     if dsn:
         try:
             psycopg2.connect(dsn, connect_timeout=5).close()

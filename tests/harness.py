@@ -96,7 +96,9 @@ class Harness:
 
     def run(self, **overrides: Any) -> RunSummary:
         pipeline = self.pipeline()
-        pipeline.run(tikpay(**self.settings(**overrides)), loader_file_format=self.warehouse.loader_file_format)
+        pipeline.run(
+            tikpay(**self.settings(**overrides)), loader_file_format=self.warehouse.loader_file_format
+        )
         return run_summary(pipeline)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:

@@ -12,7 +12,7 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dlt
 import duckdb
@@ -72,7 +72,7 @@ class PostgresWarehouse(Warehouse):
     """A schema of its own on a shared server; dropped by the ``postgres_dsn`` fixture at the end."""
 
     kind = "postgres"
-    created: set[str] = set()  # every schema a test may have created, for the session's cleanup
+    created: ClassVar[set[str]] = set()  # every schema a test may have created, for the session's cleanup
 
     def __init__(self, dsn: str, key: Path) -> None:
         self.dsn = dsn
@@ -150,7 +150,11 @@ class FilesystemWarehouse(Warehouse):
     def files(self, table: str) -> list[Path]:
         """The data files of one table (dlt keeps its own state tables as JSON lines)."""
         folder = self.folder / table
-        return sorted(p for p in folder.glob("*") if p.suffix in (".parquet", ".jsonl")) if folder.is_dir() else []
+        return (
+            sorted(p for p in folder.glob("*") if p.suffix in (".parquet", ".jsonl"))
+            if folder.is_dir()
+            else []
+        )
 
     def table_exists(self, table: str) -> bool:
         return bool(self.files(table))
@@ -165,7 +169,10 @@ class FilesystemWarehouse(Warehouse):
                 source = f"{reader}([{', '.join(repr(str(f)) for f in files)}], union_by_name = true)"
                 if folder.name == JOBS_TABLE:
                     con.execute(f"CREATE VIEW {JOBS_TABLE}_history AS SELECT * FROM {source}")
-                    con.execute(f"CREATE VIEW {JOBS_TABLE} AS " + LATEST_JOB_ROWS.format(history=f"{JOBS_TABLE}_history"))
+                    con.execute(
+                        f"CREATE VIEW {JOBS_TABLE} AS "
+                        + LATEST_JOB_ROWS.format(history=f"{JOBS_TABLE}_history")
+                    )
                 else:
                     con.execute(f'CREATE VIEW "{folder.name}" AS SELECT * FROM {source}')
             return con.execute(sql).fetchall()
@@ -174,6 +181,7 @@ class FilesystemWarehouse(Warehouse):
 def make_warehouse(kind: str, where: Path, postgres_dsn: str | None = None) -> Warehouse:
     """A fresh location of ``kind`` keyed by the directory ``where`` (so two directories never share one)."""
     if kind == "duckdb":
+        where.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
         return DuckDBWarehouse(where / "tikpay.duckdb")
     if kind == "postgres":
         if not postgres_dsn:

@@ -1,0 +1,49 @@
+"""Running ``python pipelines/tikpay.py`` as a separate process, the way users and schedulers do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
+
+SCRIPT = Path(__file__).resolve().parent.parent / "pipelines" / "tikpay.py"
+
+
+def cli_env(sandbox: Sandbox | None, tmp: Path, **extra: str) -> dict[str, str]:
+    """A clean environment: the sandbox's URLs and demo credentials, dlt's data dir in ``tmp``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
+    env["DLT_DATA_DIR"] = str(tmp / "dlt")
+    if sandbox is not None:
+        env |= {
+            "SOURCES__TIKPAY__BASE_URL": sandbox.base_url,
+            "SOURCES__TIKPAY__TOKEN_URL": sandbox.token_url,
+            "SOURCES__TIKPAY__CLIENT_ID": DEMO_CLIENT_ID,
+            "SOURCES__TIKPAY__CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            "SOURCES__TIKPAY__API_KEY": DEMO_API_KEY,
+        }
+    return env | extra
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
