@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from cli import cli_env, run_cli
 from harness import Harness, daily
-from test_pipeline_cli import cli_env, run_cli
 from warehouses import FilesystemWarehouse, PostgresWarehouse, Warehouse
 
 from tikpay_source.sandbox import Sandbox

@@ -3,7 +3,7 @@
 It backs the quickstart, the connector's tests and users' own CI: OAuth2 token
 endpoint, report submission and listing with quota and job lifecycle, and a separate
 object-storage host serving pre-signed download links, over deterministic synthetic
-transit data. See ``docs/sandbox.md``.
+transit data. See "The sandbox" in the README.
 """
 
 from __future__ import annotations
