@@ -174,7 +174,7 @@ class WindowBook:
                 if adopted is not None:
                     entry.status, entry.job_id, entry.error = SUBMITTED, adopted.job_id, None
                 elif entry.status == UNCERTAIN:
-                    entry.status = RETRY
+                    self.fail(entry, "a submission met a server error and never reached the job list")
 
     def submitted(self, entry: Entry, job_id: str | None) -> None:
         """Record a submission: its job id, or None when the answer was lost (uncertain)."""

@@ -28,7 +28,7 @@ from tikpay_source.client import ApiJob, SubmissionUncertain, TikpayClient
 from tikpay_source.config import TikpayConfig
 from tikpay_source.download import download_report
 from tikpay_source.errors import ConfigError, LinkExpired, QuotaExhausted, ReportFileError, TikpayError
-from tikpay_source.jobs import SUBMITTED, Entry, WindowBook
+from tikpay_source.jobs import RETRY, SUBMITTED, Entry, WindowBook
 from tikpay_source.outcome import RunOutcome
 from tikpay_source.planning import plan_run
 from tikpay_source.progress import Progress
@@ -175,9 +175,7 @@ class ReportJobRunner:
     def _next_step(self, entry: Entry) -> str:
         if entry.status == SUBMITTED:
             return "waiting"
-        return (
-            "it will be submitted again" if entry.status == "retry" else "giving up after repeated failures"
-        )
+        return "it will be submitted again" if entry.status == RETRY else "giving up after repeated failures"
 
     def _load(self, entry: Entry, job: ApiJob, scratch: Path) -> Iterator[Any]:
         """Download the job's file and yield its rows; a broken download is retried (it costs no quota)."""

@@ -1,0 +1,65 @@
+"""Planning a run's requests: the adoption check, the budget, and ``--plan`` making no request."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cli import cli_env, run_cli
+
+from tikpay_source.planning import RunPlan, needs_adoption_check
+from tikpay_source.sandbox import Sandbox
+from tikpay_source.windows import Window
+
+DAY = timedelta(days=1)
+
+
+def windows(count: int) -> tuple[Window, ...]:
+    first = datetime(2025, 1, 1)
+    return tuple(Window(first + i * DAY, first + (i + 1) * DAY, "TRIPS") for i in range(count))
+
+
+@pytest.mark.parametrize(
+    "committed, ledger_last, needed",
+    [(None, None, True), (None, "r1", True), ("r1", None, True), ("r1", "r2", True), ("r2", "r2", False)],
+)
+def test_the_job_list_is_read_first_unless_the_ledger_proves_no_run_was_interrupted(
+    committed: str | None, ledger_last: str | None, needed: bool
+) -> None:
+    assert needs_adoption_check(committed, ledger_last) is needed
+
+
+def plan(count: int, *, adoption: bool, budget: int = 20, in_flight: int = 0, wait: bool = True) -> RunPlan:
+    return RunPlan(windows(count), in_flight, adoption, budget, budget, wait, DAY)
+
+
+def test_a_daily_run_costs_one_submission_per_window_and_one_list_call() -> None:
+    daily = plan(4, adoption=False)
+    assert (daily.submissions, daily.requests) == (4, 5)
+    assert plan(4, adoption=True).requests == 6
+
+
+def test_submissions_never_exceed_what_the_budget_leaves_beside_the_list_calls() -> None:
+    backfill = plan(100, adoption=True, budget=20)
+    assert backfill.submissions == 18 and backfill.requests == 20
+    assert plan(100, adoption=False, budget=3).submissions == 2
+    assert plan(100, adoption=True, budget=1).submissions == 0
+    assert plan(5, adoption=False, wait=False).requests == 5  # max_wait 0: collected by the next run
+
+
+def test_a_long_backfill_says_how_many_days_of_quota_it_needs() -> None:
+    backfill = plan(360, adoption=True)
+    assert backfill.days_of_quota == 20
+    assert any("need about 20 day(s) of quota" in line for line in backfill.lines())
+    assert plan(0, adoption=False).lines()[-2] == "this run: no request needed"
+
+
+def test_plan_flag_prints_the_plan_without_any_api_request(sandbox: Sandbox, tmp_path: Path) -> None:
+    args = ["--plan", "--start", "2025-01-01", "--end", "2025-04-01", "--report-types", "TRIPS,TAPS"]
+    result = run_cli(args, cli_env(sandbox, tmp_path), tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "TAPS: 90 window(s) from 2025-01-01T00:00:00 to 2025-04-01T00:00:00" in result.stdout
+    assert "this run: 18 submission(s)" in result.stdout and "need about 10 day(s) of quota" in result.stdout
+    assert sandbox.api_requests == []
