@@ -42,6 +42,13 @@ TIMEZONE = "Australia/Sydney"
 CSV_TARGET = 2.0
 XML_TARGET = 4.0
 MEMORY_TARGET_MB = 400.0
+# dlt settings the connector is run with, given as environment variables to its subprocess.
+# DuckDB as a destination otherwise takes up to 80 % of RAM for its buffers while loading;
+# with 128 MB and without insertion order (rows of a table have no order; the reader keeps
+# the file's) the load is both smaller and, at 5 million rows, about 40 % faster.
+DLT_SETTINGS = {
+    "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "128MB", "preserve_insertion_order": false}'
+}
 
 
 # --- measured cases (each runs in its own subprocess) ------------------------------------
@@ -104,7 +111,9 @@ def case_connector(
     started = time.perf_counter()
     pipeline.run(source)
     seconds = time.perf_counter() - started
-    steps = {step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps}
+    steps = {
+        step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps
+    }
     with duckdb.connect(db_path, read_only=True) as con:
         rows = con.execute("SELECT count(*) FROM tikpay_data.trips").fetchone()[0]
         described = con.execute("DESCRIBE tikpay_data.trips").fetchall()
@@ -119,8 +128,9 @@ def case_connector(
 
 def run_case(args: list[str]) -> dict[str, Any]:
     """Run one case in a fresh interpreter and return its JSON result with its peak memory."""
+    env = {**os.environ, **DLT_SETTINGS} if args[0] == "connector" else None
     done = subprocess.run(
-        [sys.executable, __file__, "--case", *args], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--case", *args], capture_output=True, text=True, check=False, env=env
     )
     if done.returncode != 0:
         raise RuntimeError(f"case {args[0]} failed:\n{done.stderr[-4000:]}")
@@ -239,6 +249,7 @@ def main() -> None:
             print(describe(f"duckdb read_csv {rows:,}", res["duckdb"], None))
             for ft in types:
                 print(describe(f"connector {ft} {rows:,}", res[ft], res["duckdb"]))
+        print("# dlt settings of the connector runs:", json.dumps(DLT_SETTINGS))
         first = runs[opts.rows]
         print("# column types (connector, csv):", json.dumps(first["csv"]["types"]))
         csv_ratio = first["csv"]["seconds"] / first["duckdb"]["seconds"]

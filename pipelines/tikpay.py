@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -109,14 +110,18 @@ def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield settings | overrides
 
 
+# Left alone, DuckDB buffers up to 80% of RAM while loading; this keeps a large report's load
+# flat (and faster). A value set in the environment or in config wins.
+DUCKDB_LOAD_SETTINGS = '{"memory_limit": "128MB", "preserve_insertion_order": false}'
+
+
 def make_pipeline(args: argparse.Namespace) -> Any:
     name = SANDBOX_PIPELINE_NAME if args.sandbox else PIPELINE_NAME
-    return dlt.pipeline(
-        pipeline_name=name,
-        # one flag or one setting switches the warehouse; DuckDB when neither is given
-        destination=args.destination or dlt.config.get("destination_type", str) or "duckdb",
-        dataset_name=args.dataset,
-    )
+    # one flag or one setting switches the warehouse; DuckDB when neither is given
+    destination = args.destination or dlt.config.get("destination_type", str) or "duckdb"
+    if destination == "duckdb" and dlt.config.get("destination.duckdb.credentials.global_config") is None:
+        os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = DUCKDB_LOAD_SETTINGS
+    return dlt.pipeline(pipeline_name=name, destination=destination, dataset_name=args.dataset)
 
 
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tikpay_source import readers
 from tikpay_source.client import ApiJob, TikpayClient
 from tikpay_source.config import Credentials
 from tikpay_source.download import download_report
@@ -336,3 +337,86 @@ def test_batch_rows_bounds_batch_size(sandbox: Sandbox, fetch: Fetch, file_type:
     assert max(sizes) <= 100
     assert sum(sizes) == expected
     assert len(sizes) >= expected // 100
+
+
+# --- the fast XML scanner and the full parser agree -------------------------------------
+
+
+def both_conversions(
+    path: Path, tmp_path: Path
+) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows the fast scanner converted or None, its rows read back, the full parser's rows read back)."""
+    fast_csv, full_csv = tmp_path / "fast.csv", tmp_path / "full.csv"
+    scanned = readers._scan_canonical_xml(path, fast_csv)
+    readers._parse_xml_to_csv(path, full_csv)
+
+    def rows(csv_path: Path) -> list[dict[str, Any]]:
+        return [row for b in readers._read_csv(csv_path, "UTC", 1000) for row in b.to_pylist()]
+
+    return scanned, rows(fast_csv) if scanned is not None else [], rows(full_csv)
+
+
+@pytest.mark.parametrize("report_type", REPORT_TYPES)
+def test_fast_xml_scanner_reads_the_api_layout_like_the_full_parser(
+    fetch: Fetch, tmp_path: Path, report_type: str
+) -> None:
+    """Sandbox XML takes the fast path, and its rows are exactly the full parser's, types included."""
+    path, _ = fetch(report_type, "xml")
+    scanned, fast, full = both_conversions(path, tmp_path)
+    assert scanned == len(full) > 0
+    assert fast == full
+
+
+def test_fast_xml_scanner_across_block_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny blocks cut records, entities and CRLF pairs anywhere; values still match the full parser."""
+    monkeypatch.setattr(readers, "_SCAN_BLOCK_BYTES", 7)
+    path = tmp_path / "crlf.xml"
+    records = "".join(
+        f'<record id="{i}"><name>Zoë &amp; &lt;Jo&gt; &quot;{i}&quot;</name>'
+        f"<note>line one\r\nline two, &apos;{i}&apos;</note><empty></empty><gone/>\r\n</record>\r\n"
+        for i in range(40)
+    )
+    path.write_bytes(f'<?xml version="1.0" encoding="UTF-8"?>\r\n<report>\r\n{records}</report>\r\n'.encode())
+    scanned, fast, full = both_conversions(path, tmp_path)
+    assert scanned == 40
+    assert fast == full
+    assert fast[3]["name"] == 'Zoë & <Jo> "3"'
+    assert fast[3]["note"] == "line one\nline two, '3'"
+    assert fast[3]["empty"] is None and fast[3]["gone"] is None
+
+
+@pytest.mark.parametrize(
+    "second_record",
+    [
+        '<record id="2"><!-- a comment --><name>Jack</name></record>',
+        '<record id="2"><name><![CDATA[<Jack>]]></name></record>',
+        '<record id="2"><name>J&#97;ck</name></record>',
+        "<record id='2'><name>Jack</name></record>",
+        '<record id="2"><name lang="en">Jack</name></record>',
+        '<record id="2"><name>Jack</name><name>Jill</name></record>',
+        '<record id="2" extra="x"><name>Jack</name></record>',
+        '<record id="2"><name>Ja<b>ck</b></name></record>',
+        '<record id="2"\tflag="a\tb"><name>Jack</name></record>',
+    ],
+)
+def test_unusual_xml_goes_to_the_full_parser(tmp_path: Path, second_record: str) -> None:
+    """Anything outside the API's layout is left to the full parser, whose result is the answer."""
+    path = tmp_path / "unusual.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<report>\n<record id="1"><name>Zoë</name></record>\n'
+        f"{second_record}\n</report>\n",
+        encoding="utf-8",
+    )
+    assert readers._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    table = read_all(path, "xml", "UTC")
+    assert table.num_rows == 2
+    assert table.column("id").to_pylist() == [1, 2]
+
+
+def test_xml_without_the_root_end_is_refused(tmp_path: Path) -> None:
+    """A file that stops after a whole record (no root end tag) is not accepted by the fast path either."""
+    path = tmp_path / "cut.xml"
+    path.write_text('<?xml version="1.0"?>\n<report>\n<record id="1"><name>Zoë</name></record>\n')
+    assert readers._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    with pytest.raises(ReportFileError, match="malformed"):
+        list(read_report(path, "xml", "UTC"))

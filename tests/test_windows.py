@@ -31,8 +31,18 @@ def test_daily_windows_are_contiguous_half_open_and_aligned_to_midnight() -> Non
 
 
 def test_unaligned_start_and_end_give_one_short_window_at_each_edge() -> None:
-    windows = list(split_windows("TAPS", datetime(2025, 1, 1, 5), datetime(2025, 1, 2, 13), timedelta(hours=6)))
-    assert [(w.start.hour, w.end.hour) for w in windows] == [(5, 6), (6, 12), (12, 18), (18, 0), (0, 6), (6, 12), (12, 13)]
+    windows = list(
+        split_windows("TAPS", datetime(2025, 1, 1, 5), datetime(2025, 1, 2, 13), timedelta(hours=6))
+    )
+    assert [(w.start.hour, w.end.hour) for w in windows] == [
+        (5, 6),
+        (6, 12),
+        (12, 18),
+        (18, 0),
+        (0, 6),
+        (6, 12),
+        (12, 13),
+    ]
 
 
 def test_a_local_day_across_a_dst_change_is_one_window_from_midnight_to_midnight() -> None:
@@ -66,7 +76,9 @@ def test_default_end_is_the_last_complete_window_before_now_minus_lag() -> None:
     assert floor_to_grid(datetime(2025, 3, 10, 13, 59), timedelta(hours=6)) == datetime(2025, 3, 10, 12)
 
 
-@pytest.mark.parametrize("text, seconds", [("P1D", 86400), ("PT6H", 21600), ("P7D", 604800), ("P1W", 604800), ("PT30M", 1800)])
+@pytest.mark.parametrize(
+    "text, seconds", [("P1D", 86400), ("PT6H", 21600), ("P7D", 604800), ("P1W", 604800), ("PT30M", 1800)]
+)
 def test_window_sizes_accepted(text: str, seconds: int) -> None:
     assert parse_window_size(text).total_seconds() == seconds
 
