@@ -133,13 +133,13 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         return show_plan(pipeline, source)
     if pipeline.has_pending_data:
         print("tikpay: finishing the load left pending by an interrupted run", file=sys.stderr)
-        pipeline.normalize()
+        pipeline.normalize()  # the package's file format was fixed when it was extracted
         pipeline.load()
     pipeline.run(source, loader_file_format=file_format_for(pipeline))
     summary = run_summary(pipeline)
     make_views(pipeline, quiet=args.quiet)
     where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
-    print(f"pipeline {pipeline.pipeline_name}: loaded into {where}")
+    print(f"pipeline {pipeline.pipeline_name}: {where}")
     for line in summary.lines():
         print(line)
     return summary.exit_code

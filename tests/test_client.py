@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -417,3 +419,41 @@ def test_parse_retry_after_out_of_range_delta_does_not_raise() -> None:
     """A delta too large for a datetime is clamped to a year, never an exception."""
     parsed = parse_retry_after("1000000000000", NOW)
     assert parsed is not None and parsed >= NOW + timedelta(days=365)
+
+
+class _Redirector(BaseHTTPRequestHandler):
+    """A stand-in API that answers every call with a redirect to another host (the sandbox's downloads)."""
+
+    target: ClassVar[str] = ""
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers))
+        self.send_response(302)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def test_a_redirect_is_not_followed_so_the_api_key_never_reaches_another_host(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """requests keeps custom headers such as x-api-key across hosts: the client refuses redirects."""
+    _Redirector.target, _Redirector.seen = sandbox.download_base_url + "/anything", []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ledger = RequestLedger(tmp_path, DEMO_API_KEY)
+    client = TikpayClient(
+        f"http://127.0.0.1:{server.server_address[1]}/v1", sandbox.token_url, demo_credentials(), ledger
+    )
+    try:
+        with pytest.raises(ApiError, match="redirected"):
+            client.list_jobs()
+    finally:
+        client.close()
+        server.shutdown()
+    assert len(_Redirector.seen) == 1 and ledger.used() == 1
+    assert sandbox.download_requests == []  # the redirect target never saw the key

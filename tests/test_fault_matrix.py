@@ -245,3 +245,11 @@ def test_max_requests_caps_the_run_and_leaves_the_rest_for_the_next(sandbox: San
     assert second.submitted == 3
     assert loaded_exactly(h, daily("2025-03-01", 5))
     assert len(sandbox.submissions()) == 5
+
+
+def test_max_requests_is_a_hard_cap_even_through_retries(sandbox: Sandbox, tmp_path: Path) -> None:
+    h = Harness(sandbox, tmp_path)
+    sandbox.inject(Fault("status", endpoint="list", status=500, times=None))
+    summary = h.run(**RUN, max_requests=2)
+    api_calls = [r for r in sandbox.api_requests if "/v1/" in r["path"]]
+    assert summary.requests == len(api_calls) == 2

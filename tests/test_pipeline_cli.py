@@ -89,3 +89,21 @@ def test_sandbox_quickstart_loads_into_a_local_duckdb_file_and_prints_a_summary(
     assert loaded == (8,)
     again = run_cli(["--sandbox"], cli_env(None, tmp_path), tmp_path)
     assert again.returncode == EXIT_OK and "windows loaded: 0" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["--poll-interval", "nan"], ["poll_interval", "finite"]),
+        (["--max-wait", "inf"], ["max_wait", "finite"]),
+        (["--poll-interval", "0"], ["poll_interval", "greater than zero"]),
+        (["--start", "0001-01-01"], ["start_time", "2000 to 2099"]),
+    ],
+)
+def test_numbers_and_dates_out_of_range_are_one_line(
+    sandbox: Sandbox, tmp_path: Path, args: list[str], names: list[str]
+) -> None:
+    result = run_cli(args, cli_env(sandbox, tmp_path), tmp_path)
+    assert result.returncode == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    assert all(name in result.stderr.strip().splitlines()[-1] for name in names), result.stderr
+    assert sandbox.api_requests == []

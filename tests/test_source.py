@@ -13,7 +13,7 @@ from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
 from tikpay_source.quota import RequestLedger
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
-from tikpay_source.settings import EXIT_FAILED, EXIT_OK, EXIT_WINDOWS_FAILED, REPORT_TABLES
+from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_WINDOWS_FAILED, REPORT_TABLES
 
 MakeSandbox = Callable[..., Sandbox]
 
@@ -239,7 +239,7 @@ def test_a_timezone_that_disagrees_with_the_api_stops_before_submitting(harness:
         report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-03", timezone="Europe/London"
     )
 
-    assert summary.exit_code == EXIT_FAILED and "Australia/Sydney" in summary.lines()[-1]
+    assert summary.exit_code == EXIT_BAD_INPUT and "Australia/Sydney" in summary.lines()[-1]
     assert len(harness.sandbox.submissions()) == 1
 
 
@@ -263,3 +263,27 @@ def test_no_secret_reaches_tables_logs_or_downloads(harness: Harness) -> None:
     for request in harness.sandbox.download_requests:
         headers = {name.lower() for name in request["headers"]}
         assert "authorization" not in headers and "x-api-key" not in headers
+
+
+def test_with_max_wait_zero_each_run_collects_what_the_last_run_submitted(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    """Submit-and-leave mode: every run lists first, loads the previous run's jobs, then submits its own."""
+    harness = Harness(make_sandbox(complete_after_list_calls=0), tmp_path)
+    first = harness.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-02", max_wait=0)
+    second = harness.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-03", max_wait=0)
+    third = harness.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-03", max_wait=0)
+
+    assert (first.submitted, first.windows_loaded) == (1, 0)
+    assert (second.submitted, second.windows_loaded) == (1, 1)
+    assert (third.submitted, third.windows_loaded) == (0, 1)
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+
+
+def test_a_submission_refused_with_400_fails_only_its_window_and_is_tried_again(harness: Harness) -> None:
+    harness.sandbox.inject(Fault("status", endpoint="submit", status=400))
+    summary = harness.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-03")
+
+    assert summary.exit_code == EXIT_OK and summary.windows_loaded == 2
+    assert "refused" in harness.output.getvalue()
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))

@@ -136,7 +136,7 @@ def test_the_script_writes_parquet_files_with_one_setting(sandbox: Sandbox, tmp_
     result = run_cli(args, env, tmp_path)
 
     assert result.returncode == EXIT_OK, result.stderr
-    assert "loaded into filesystem dataset tikpay_data" in result.stdout
+    assert "pipeline tikpay: filesystem dataset tikpay_data" in result.stdout
     assert {f.suffix for f in target.files("taps")} == {".parquet"}
     assert target.query("SELECT count(*) FROM taps") == [
         (sandbox.count_rows("TAPS", *daily("2025-03-01", 1)[0]),)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tikpay_source.config import Credentials
-from tikpay_source.errors import ApiError, AuthError, QuotaExhausted
+from tikpay_source.errors import ApiError, AuthError, BudgetSpent, QuotaExhausted
 from tikpay_source.quota import RequestLedger
 from tikpay_source.settings import (
     GENERATE_REPORT_PATH,
@@ -67,25 +67,29 @@ class ApiJob:
 
     @classmethod
     def from_api(cls, raw: Any) -> ApiJob:
-        """Read one job object; a job without the fields that identify it is an API fault."""
-        if not isinstance(raw, dict) or not all(
-            isinstance(raw.get(k), str) for k in ("jobId", "status", "reportType", "startTime", "endTime")
-        ):
-            raise ApiError(
-                f"the job list holds an entry without jobId, status, reportType or times: {_short(raw)}"
-            )
+        """Read one job object. Only ``jobId`` is required: a job with odd other fields is still
+        known to exist (so its window is not submitted again), and its status stops that window
+        with a message naming the job."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("jobId"), str) or not raw["jobId"]:
+            shown = {k: v for k, v in raw.items() if k != "downloadUrl"} if isinstance(raw, dict) else raw
+            raise ApiError(f"the job list holds an entry without a jobId: {_short(shown)}")
+
+        def text(name: str) -> str:
+            value = raw.get(name)
+            return value if isinstance(value, str) else ""
+
         return cls(
             job_id=raw["jobId"],
-            status=raw["status"],
-            report_type=raw["reportType"],
-            file_type=str(raw.get("fileType") or "csv").lower(),
-            start_time=raw["startTime"],
-            end_time=raw["endTime"],
-            timezone=raw.get("timezone"),
-            created_at=raw.get("createdAt"),
-            expires_at=raw.get("expiresAt"),
-            completed_at=raw.get("completedAt"),
-            download_url=raw.get("downloadUrl"),
+            status=text("status"),
+            report_type=text("reportType"),
+            file_type=(text("fileType") or "csv").lower(),
+            start_time=text("startTime"),
+            end_time=text("endTime"),
+            timezone=text("timezone") or None,
+            created_at=text("createdAt") or None,
+            expires_at=text("expiresAt") or None,
+            completed_at=text("completedAt") or None,
+            download_url=text("downloadUrl") or None,
         )
 
 
@@ -153,6 +157,7 @@ class TikpayClient:
         self._token: str | None = None
         self._token_expires_at = 0.0
         self.requests_sent = 0
+        self.max_requests: int | None = None  # a hard cap for this run, set by the runner
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -175,7 +180,9 @@ class TikpayClient:
             }
         host = urlsplit(self.token_url).netloc
         response = self._send_with_retries(
-            lambda: self._session.post(self.token_url, data=data, auth=auth, timeout=self.timeout),
+            lambda: self._session.post(
+                self.token_url, data=data, auth=auth, timeout=self.timeout, allow_redirects=False
+            ),
             f"the token endpoint at {host}",
         )
         if response.status_code in (400, 401, 403):
@@ -219,6 +226,8 @@ class TikpayClient:
         transient_retries = 0
         while True:
             self._refuse_if_blocked()
+            if self.max_requests is not None and self.requests_sent >= self.max_requests:
+                raise BudgetSpent(f"the run's budget of {self.max_requests} request(s) is spent")
             headers = {
                 "Authorization": f"Bearer {self._bearer_token()}",
                 "x-api-key": self._credentials.api_key,
@@ -226,8 +235,14 @@ class TikpayClient:
             self.ledger.record_request(kind, detail=_short(body) if body else None)
             self.requests_sent += 1
             try:
+                # no redirects: requests would carry x-api-key to any host, uncounted
                 response = self._session.request(
-                    method, self.base_url + path, json=body, headers=headers, timeout=self.timeout
+                    method,
+                    self.base_url + path,
+                    json=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
                 )
             except _TRANSIENT as exc:
                 response, failure = None, f"the connection failed ({type(exc).__name__})"
@@ -256,6 +271,10 @@ class TikpayClient:
                     waited = True
                     continue
                 raise self._quota_stop(response)
+            if 300 <= response.status_code < 400:
+                raise ApiError(
+                    f"{kind} call was redirected (HTTP {response.status_code}); redirects are not followed"
+                )
             if response.status_code >= 400:
                 raise ApiError(f"{kind} call was refused: {_error_detail(response)}")
             return response

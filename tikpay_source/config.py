@@ -7,6 +7,7 @@ allowed, while the source is being built, so a typo never costs quota.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,6 +64,10 @@ class TikpayConfig:
         return self.start_time or self.end_bound(now_local) - self.window
 
 
+EARLIEST_TIME = datetime(2000, 1, 1)
+LATEST_TIME = datetime(2099, 12, 31)
+
+
 def _choice(value: str, allowed: Sequence[str], name: str, normalise: str = "upper") -> str:
     text = str(value).strip()
     text = text.upper() if normalise == "upper" else text.lower()
@@ -104,6 +109,8 @@ def _positive(value: float | int, name: str, *, allow_zero: bool = False) -> flo
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} {value!r} is not a number of seconds") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} {value!r} must be a finite number of seconds")
     if number < 0 or (number == 0 and not allow_zero):
         raise ConfigError(f"{name} {value!r} must be {'zero or ' if allow_zero else ''}greater than zero")
     return number
@@ -146,6 +153,9 @@ def build_config(
         raise ConfigError(f"environment {environment!r} is not an environment name such as prod-au1")
     start = parse_local(start_time, "start_time") if isinstance(start_time, str) else start_time
     end = parse_local(end_time, "end_time") if isinstance(end_time, str) else end_time
+    for name, moment in (("start_time", start), ("end_time", end)):
+        if moment is not None and not EARLIEST_TIME <= moment <= LATEST_TIME:
+            raise ConfigError(f"{name} {moment.isoformat()} is outside the years 2000 to 2099")
     if start is not None and end is not None and start >= end:
         raise ConfigError(f"start_time {start.isoformat()} is not before end_time {end.isoformat()}")
     try:
@@ -170,7 +180,7 @@ def build_config(
         end_time=end,
         window=parse_window_size(window),
         lag=parse_duration(lag, "lag"),
-        poll_interval=_positive(poll_interval, "poll_interval", allow_zero=True),
+        poll_interval=_positive(poll_interval, "poll_interval"),
         max_wait=_positive(max_wait, "max_wait", allow_zero=True),
         max_requests=budget,
         max_retry_wait=_positive(max_retry_wait, "max_retry_wait", allow_zero=True),

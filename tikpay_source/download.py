@@ -27,7 +27,10 @@ ProgressCallback = Callable[[int, int | None], None]
 
 def link_host(url: str) -> str:
     """The only part of a signed link that may be shown: its host."""
-    return urlsplit(url).netloc or "the download host"
+    try:
+        return urlsplit(url).netloc or "the download host"
+    except ValueError:
+        return "the download host"
 
 
 def download_report(
@@ -67,7 +70,10 @@ def download_report(
         if expected is not None and received != expected:
             raise ReportFileError(f"the download from {host} stopped at {received} of {expected} bytes")
         return path
-    except requests.RequestException as exc:
+    except (LinkExpired, ReportFileError):
+        path.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # requests', urllib3's and the disk's errors alike; never echo the link
         path.unlink(missing_ok=True)
         raise ReportFileError(f"the download from {host} broke off ({type(exc).__name__})") from None
     except BaseException:

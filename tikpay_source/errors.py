@@ -32,6 +32,10 @@ class QuotaExhausted(TikpayError):
         self.retry_at = retry_at
 
 
+class BudgetSpent(TikpayError):
+    """This run has spent the requests it planned (``max_requests`` or the ledger's count): a soft stop."""
+
+
 class ReportFileError(TikpayError):
     """A downloaded report is truncated, corrupt or unreadable."""
 

@@ -88,8 +88,16 @@ class WindowBook:
     # --- persistence --------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the entries back into the state dict (dlt commits it with the load)."""
-        self._state["windows"] = {key: e.to_state() for key, e in sorted(self.entries.items())}
+        """Write the entries back into the state dict (dlt commits it with the load).
+
+        Windows never submitted are left out: the next run plans them again from its own
+        configuration (report types, window size, file type may have changed).
+        """
+        self._state["windows"] = {
+            key: e.to_state()
+            for key, e in sorted(self.entries.items())
+            if not (e.status == RETRY and e.attempts == 0)  # never submitted: planned afresh next run
+        }
 
     def last_end(self, report_type: str) -> datetime | None:
         value = self._last_end.get(report_type)

@@ -14,6 +14,7 @@ from typing import Any
 
 from tikpay_source.jobs import saved_state
 from tikpay_source.settings import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_QUOTA_STOP,
@@ -42,7 +43,13 @@ class RunOutcome:
         }
 
     def to_state(
-        self, *, requests: int, quota_left: int | None, pending: list[str], gave_up: list[str]
+        self,
+        *,
+        requests: int,
+        quota_left: int | None,
+        pending: list[str],
+        waiting: list[str],
+        gave_up: list[str],
     ) -> dict[str, Any]:
         return {
             "started_at": self.started_at.isoformat(timespec="seconds"),
@@ -54,6 +61,7 @@ class RunOutcome:
             "windows_loaded": self.windows_loaded,
             "rows": dict(sorted(self.rows.items())),
             "pending": pending,
+            "waiting": waiting,
             "gave_up": gave_up,
             "window_errors": self.window_errors,
             "stopped": self.stopped,
@@ -71,15 +79,18 @@ class RunSummary:
     windows_loaded: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
     window_errors: list[str] = field(default_factory=list)
     stopped: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 done, 3 stopped for quota (soft), 4 some windows failed, 1 the run failed."""
+        """0 done, 3 stopped for quota (soft), 4 some windows failed, 2 bad configuration, 1 failed."""
         if self.stopped and self.stopped.get("kind") == "quota":
             return EXIT_QUOTA_STOP
+        if self.stopped and self.stopped.get("kind") == "config":
+            return EXIT_BAD_INPUT
         if self.stopped:
             return EXIT_FAILED
         if self.gave_up or self.window_errors:
@@ -108,8 +119,17 @@ class RunSummary:
             )
         if self.stopped:
             return f"failed: {self.stopped['message']}"
-        if self.pending:
-            return f"{len(self.pending)} job(s) still in progress; they will be loaded by the next run"
+        if self.pending or self.waiting:
+            parts = []
+            if self.pending:
+                parts.append(
+                    f"{len(self.pending)} job(s) still in progress; they will be loaded by the next run"
+                )
+            if self.waiting:
+                parts.append(
+                    f"{len(self.waiting)} window(s) not submitted yet (request budget); the next run submits them"
+                )
+            return "; ".join(parts)
         return "all caught up: the next run will load the next window once it has ended"
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from tikpay_source.config import TikpayConfig
 from tikpay_source.jobs import WindowBook, saved_state
-from tikpay_source.quota import RequestLedger, default_ledger_dir
+from tikpay_source.quota import RequestLedger, open_ledger
 from tikpay_source.settings import JOBS_TABLE, QUOTA_LIMIT
 from tikpay_source.windows import Window, format_local
 
@@ -159,5 +159,5 @@ def plan_next_run(pipeline: Any, source: Any) -> RunPlan:
     book = WindowBook(state, config)
     if arguments.get("retry_failed"):
         book.retry_gave_up()
-    ledger = RequestLedger(config.ledger_dir or default_ledger_dir(), config.credentials.api_key)
+    ledger = open_ledger(config.ledger_dir, config.credentials.api_key)
     return plan_run(book, config, ledger, state.get("run_id"), "api_timezone" in state)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tikpay_source.errors import ConfigError
 from tikpay_source.settings import QUOTA_LIMIT, QUOTA_WINDOW_SECONDS
 
 _KEEP_SECONDS = 8 * 24 * 3600  # a week of jobs plus a day: old lines are compacted away
@@ -30,6 +31,15 @@ def default_ledger_dir() -> Path:
     import dlt
 
     return Path(dlt.current.run_context().data_dir) / "tikpay"
+
+
+def open_ledger(directory: Path | None, api_key: str) -> RequestLedger:
+    """The ledger of ``api_key`` under ``directory`` (default :func:`default_ledger_dir`)."""
+    where = directory or default_ledger_dir()
+    try:
+        return RequestLedger(where, api_key)
+    except OSError as exc:
+        raise ConfigError(f"ledger_dir {str(where)!r} cannot be used: {exc.strerror or exc}") from None
 
 
 def key_fingerprint(api_key: str) -> str:

@@ -27,12 +27,20 @@ from typing import Any
 from tikpay_source.client import ApiJob, SubmissionUncertain, TikpayClient
 from tikpay_source.config import TikpayConfig
 from tikpay_source.download import download_report
-from tikpay_source.errors import ConfigError, LinkExpired, QuotaExhausted, ReportFileError, TikpayError
+from tikpay_source.errors import (
+    ApiError,
+    BudgetSpent,
+    ConfigError,
+    LinkExpired,
+    QuotaExhausted,
+    ReportFileError,
+    TikpayError,
+)
 from tikpay_source.jobs import RETRY, SUBMITTED, Entry, WindowBook
 from tikpay_source.outcome import RunOutcome
 from tikpay_source.planning import plan_run
 from tikpay_source.progress import Progress
-from tikpay_source.quota import RequestLedger, default_ledger_dir
+from tikpay_source.quota import open_ledger
 from tikpay_source.readers import read_report
 from tikpay_source.settings import MAX_DOWNLOAD_ATTEMPTS, REPORT_TABLES
 from tikpay_source.tables import job_row, report_batch
@@ -63,9 +71,7 @@ class ReportJobRunner:
 
     def run(self) -> Iterator[Any]:
         """Yield every item of this run, then save the book and the run's outcome in the state."""
-        ledger = RequestLedger(
-            self.config.ledger_dir or default_ledger_dir(), self.config.credentials.api_key
-        )
+        ledger = open_ledger(self.config.ledger_dir, self.config.credentials.api_key)
         client = TikpayClient(
             self.config.base_url,
             self.config.token_url,
@@ -77,9 +83,14 @@ class ReportJobRunner:
         try:
             with tempfile.TemporaryDirectory(prefix="tikpay-") as scratch:
                 yield from self._run(client, Path(scratch))
+        except BudgetSpent as exc:
+            self.progress.step(f"{exc}; what is left waits for the next run")
         except QuotaExhausted as exc:
             self.outcome.stop("quota", str(exc), exc.retry_at)
             self.progress.step(f"stopped for quota: {exc}")
+        except ConfigError as exc:
+            self.outcome.stop("config", str(exc))
+            self.progress.step(f"stopped: {exc}")
         except TikpayError as exc:
             self.outcome.stop("error", str(exc))
             self.progress.step(f"stopped: {exc}")
@@ -90,9 +101,8 @@ class ReportJobRunner:
             self.state["last_run"] = self.outcome.to_state(
                 requests=client.requests_sent,
                 quota_left=ledger.remaining(),
-                pending=[
-                    e.window.describe() for e in sorted(self.book.pending_jobs(), key=lambda e: e.window)
-                ],
+                pending=[e.window.describe() for e in sorted(self.book.in_flight(), key=lambda e: e.window)],
+                waiting=[e.window.describe() for e in self.book.to_submit()],
                 gave_up=[f"{e.window.describe()}: {e.error}" for e in self.book.gave_up()],
             )
 
@@ -106,6 +116,7 @@ class ReportJobRunner:
             self.book, self.config, client.ledger, self.state.get("run_id"), "api_timezone" in self.state
         )
         client.ledger.record_run(self.run_id)
+        client.max_requests = plan.budget
         if not plan.windows and not plan.in_flight:
             self.progress.step("nothing new to load: every window up to the end bound is loaded")
             return
@@ -116,7 +127,7 @@ class ReportJobRunner:
                 "no requests left in this API key's 24-hour quota by the local ledger", retry_at
             )
         deadline = time.monotonic() + self.config.max_wait
-        if plan.adoption_check or not plan.windows:
+        if plan.adoption_check or plan.in_flight or not plan.windows:
             yield from self._poll(client, scratch)  # adopt an interrupted run's jobs; collect finished ones
         while True:
             yield from self._submit_waiting(client, plan.budget)
@@ -253,6 +264,11 @@ class ReportJobRunner:
                 self.progress.step(
                     f"{entry.window.describe()}: submission unclear ({exc}); the next job list decides"
                 )
+                continue
+            except ApiError as exc:  # refused (400): this window only, with its attempts counted
+                entry.attempts += 1
+                self.book.fail(entry, str(exc))  # reported by the summary if it keeps failing
+                self.progress.step(f"{entry.window.describe()}: {exc}; {self._next_step(entry)}")
                 continue
             self.book.submitted(entry, job_id)
             self.outcome.submitted += 1
