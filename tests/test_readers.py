@@ -351,7 +351,7 @@ def both_conversions(
     readers._parse_xml_to_csv(path, full_csv)
 
     def rows(csv_path: Path) -> list[dict[str, Any]]:
-        return [row for b in readers._read_csv(csv_path, "UTC", 1000) for row in b.to_pylist()]
+        return [row for b in readers.read_report(csv_path, "csv", "UTC", 1000) for row in b.to_pylist()]
 
     return scanned, rows(fast_csv) if scanned is not None else [], rows(full_csv)
 

@@ -287,3 +287,28 @@ def test_a_submission_refused_with_400_fails_only_its_window_and_is_tried_again(
     assert summary.exit_code == EXIT_OK and summary.windows_loaded == 2
     assert "refused" in harness.output.getvalue()
     assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+
+
+def test_a_column_keeps_the_type_it_was_first_loaded_with(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    """Types are sniffed per file: route_id is text in one hour ('L1') and looks numeric in the next ('333').
+
+    Text first: the numeric-looking file is read as text, exactly as written. Numbers first: a file
+    with text in that column stops its window with a clear message instead of a load that fails or rounds.
+    """
+    sandbox = make_sandbox(rows_per_hour={"TRIPS": 1})
+    hourly = {"report_types": ["TRIPS"], "window": "PT1H"}
+    text_first = Harness(sandbox, tmp_path / "text", name="text_first")
+    text_first.run(**hourly, start_time="2025-03-01T00:00:00", end_time="2025-03-01T01:00:00")
+    summary = text_first.run(**hourly, start_time="2025-03-01T00:00:00", end_time="2025-03-01T02:00:00")
+    assert summary.exit_code == EXIT_OK
+    assert sorted(r[0] for r in text_first.query("SELECT route_id FROM trips")) == ["333", "L1"]
+
+    numbers_first = Harness(sandbox, tmp_path / "numbers", name="numbers_first")
+    numbers_first.run(**hourly, start_time="2025-03-01T01:00:00", end_time="2025-03-01T02:00:00")
+    stopped = numbers_first.run(**hourly, start_time="2025-03-01T01:00:00", end_time="2025-03-01T03:00:00")
+    assert stopped.exit_code == EXIT_WINDOWS_FAILED
+    (error,) = stopped.window_errors
+    assert "route_id bigint" in error and "first loaded with" in error
+    again = numbers_first.run(**hourly, start_time="2025-03-01T01:00:00", end_time="2025-03-01T03:00:00")
+    assert again.exit_code == EXIT_WINDOWS_FAILED  # no load left pending: the same clear message again
+    assert numbers_first.query("SELECT count(*) FROM trips") == [(1,)]

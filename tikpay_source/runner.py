@@ -43,7 +43,7 @@ from tikpay_source.progress import Progress
 from tikpay_source.quota import open_ledger
 from tikpay_source.readers import read_report
 from tikpay_source.settings import MAX_DOWNLOAD_ATTEMPTS, REPORT_TABLES
-from tikpay_source.tables import job_row, report_batch
+from tikpay_source.tables import ColumnTypeMemory, job_row, report_batch
 from tikpay_source.windows import format_local
 
 
@@ -68,6 +68,7 @@ class ReportJobRunner:
         # windows whose file failed to load in this run: left for the next run, not polled for
         self._deferred: set[str] = set()
         self._expired_links: set[str] = set()
+        self._column_types = ColumnTypeMemory()
 
     def run(self) -> Iterator[Any]:
         """Yield every item of this run, then save the book and the run's outcome in the state."""
@@ -220,8 +221,12 @@ class ReportJobRunner:
             try:
                 size = path.stat().st_size
                 rows = 0
-                for batch in read_report(path, job.file_type, self.config.timezone.key):
+                known_types = self._column_types.lookup(entry.window.report_type)
+                for batch in read_report(
+                    path, job.file_type, self.config.timezone.key, known_types=known_types
+                ):
                     rows += batch.num_rows
+                    self._column_types.remember(entry.window.report_type, batch)
                     yield report_batch(batch, entry, job.job_id)
             except ReportFileError as exc:
                 problem = str(exc)

@@ -8,6 +8,7 @@ column is listed anywhere: the columns come from each file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -127,3 +128,53 @@ def report_batch(batch: pa.RecordBatch, entry: Entry, job_id: str) -> Any:
         scalar = pa.scalar(value, _TAG_TYPES[name])
         tagged = tagged.append_column(pa.field(name, scalar.type, nullable=False), pa.repeat(scalar, rows))
     return dlt.mark.with_hints(tagged, _REPORT_HINTS[entry.window.report_type], create_table_variant=True)
+
+
+def _dlt_type(arrow_type: pa.DataType) -> str | None:
+    """The dlt data type an Arrow column loads as (None for a column with no values at all)."""
+    checks = (
+        (pa.types.is_integer, "bigint"),
+        (pa.types.is_floating, "double"),
+        (pa.types.is_boolean, "bool"),
+        (pa.types.is_timestamp, "timestamp"),
+        (pa.types.is_date, "date"),
+        (pa.types.is_time, "time"),
+        (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "text"),
+    )
+    return next((name for check, name in checks if check(arrow_type)), None)
+
+
+class ColumnTypeMemory:
+    """The type each report column was first loaded with, so every later file is read the same way.
+
+    Types are sniffed per file; without this, a window whose ``route_id`` values all look
+    numeric would load as numbers into a text column (or the reverse), and the load
+    would fail or round silently. Earlier loads are known from the schema dlt keeps;
+    this run's batches are remembered as they are yielded.
+    """
+
+    def __init__(self) -> None:
+        self._this_run: dict[str, dict[str, str]] = {}
+
+    def lookup(self, report_type: str) -> Callable[[str], str | None]:
+        """A function from a file's column name to the type its table already has, if any."""
+        table = REPORT_TABLES[report_type]
+        schema = dlt.current.source_schema()
+        stored = schema.tables.get(table, {}).get("columns", {})
+        this_run = self._this_run.get(table, {})
+        normalise = schema.naming.normalize_identifier
+
+        def loaded_type(name: str) -> str | None:
+            column = normalise(name)
+            return this_run.get(column) or stored.get(column, {}).get("data_type")
+
+        return loaded_type
+
+    def remember(self, report_type: str, batch: pa.RecordBatch) -> None:
+        """Note the types of a batch about to be yielded (the first one for each column wins)."""
+        seen = self._this_run.setdefault(REPORT_TABLES[report_type], {})
+        normalise = dlt.current.source_schema().naming.normalize_identifier
+        for field, column in zip(batch.schema, batch.columns, strict=True):
+            loaded_as = _dlt_type(field.type)
+            if loaded_as and column.null_count < len(column):  # an empty column says nothing of its type
+                seen.setdefault(normalise(field.name), loaded_as)
