@@ -107,7 +107,7 @@ def test_the_script_loads_into_postgres_with_one_flag(
     )
 
     assert result.returncode == EXIT_OK, result.stderr
-    assert f"loaded into postgres dataset {target.dataset}" in result.stdout
+    assert f"pipeline tikpay: postgres dataset {target.dataset}" in result.stdout
     truth = sandbox.count_rows("TRIPS", *daily("2025-03-01", 1)[0])
     assert target.query("SELECT count(*) FROM trips") == [(truth,)]
     assert target.query("SELECT sum(trips) FROM daily_trips_by_route") == [(truth,)]
