@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tikpay_source import readers
+from tikpay_source import readers, xml_reports
 from tikpay_source.client import ApiJob, TikpayClient
 from tikpay_source.config import Credentials
 from tikpay_source.download import download_report
@@ -347,8 +347,8 @@ def both_conversions(
 ) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows the fast scanner converted or None, its rows read back, the full parser's rows read back)."""
     fast_csv, full_csv = tmp_path / "fast.csv", tmp_path / "full.csv"
-    scanned = readers._scan_canonical_xml(path, fast_csv)
-    readers._parse_xml_to_csv(path, full_csv)
+    scanned = xml_reports._scan_canonical_xml(path, fast_csv)
+    xml_reports._parse_xml_to_csv(path, full_csv)
 
     def rows(csv_path: Path) -> list[dict[str, Any]]:
         return [row for b in readers.read_report(csv_path, "csv", "UTC", 1000) for row in b.to_pylist()]
@@ -369,7 +369,7 @@ def test_fast_xml_scanner_reads_the_api_layout_like_the_full_parser(
 
 def test_fast_xml_scanner_across_block_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny blocks cut records, entities and CRLF pairs anywhere; values still match the full parser."""
-    monkeypatch.setattr(readers, "_SCAN_BLOCK_BYTES", 7)
+    monkeypatch.setattr(xml_reports, "_SCAN_BLOCK_BYTES", 7)
     path = tmp_path / "crlf.xml"
     records = "".join(
         f'<record id="{i}"><name>Zoë &amp; &lt;Jo&gt; &quot;{i}&quot;</name>'
@@ -407,7 +407,7 @@ def test_unusual_xml_goes_to_the_full_parser(tmp_path: Path, second_record: str)
         f"{second_record}\n</report>\n",
         encoding="utf-8",
     )
-    assert readers._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
     table = read_all(path, "xml", "UTC")
     assert table.num_rows == 2
     assert table.column("id").to_pylist() == [1, 2]
@@ -417,6 +417,6 @@ def test_xml_without_the_root_end_is_refused(tmp_path: Path) -> None:
     """A file that stops after a whole record (no root end tag) is not accepted by the fast path either."""
     path = tmp_path / "cut.xml"
     path.write_text('<?xml version="1.0"?>\n<report>\n<record id="1"><name>Zoë</name></record>\n')
-    assert readers._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
     with pytest.raises(ReportFileError, match="malformed"):
         list(read_report(path, "xml", "UTC"))
