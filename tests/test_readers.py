@@ -367,8 +367,32 @@ def test_fast_xml_scanner_reads_the_api_layout_like_the_full_parser(
     assert fast == full
 
 
-def test_fast_xml_scanner_across_block_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny blocks cut records, entities and CRLF pairs anywhere; values still match the full parser."""
+@pytest.fixture(params=[1, 3], ids=["one-part", "three-parts"])
+def parts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Convert XML in one part, or cut even a small file into three parts converted side by side."""
+    monkeypatch.setattr(xml_reports, "_PARTS", request.param)
+    monkeypatch.setattr(xml_reports, "_MIN_PART_BYTES", 64)
+    monkeypatch.setattr(xml_reports, "_SCAN_BLOCK_BYTES", 16)  # so the head read stops at the first record
+    return request.param
+
+
+def test_a_large_xml_file_is_cut_into_parts_at_record_ends(tmp_path: Path, parts: int) -> None:
+    """The cuts fall just after record end tags, so every part holds whole records only."""
+    path = tmp_path / "parts.xml"
+    records = "".join(f'<record id="{i}"><name>Zoë {i}</name></record >\n' for i in range(30))
+    path.write_text(f'<?xml version="1.0"?>\n<report>\n{records}</report>\n', encoding="utf-8")
+    cuts = xml_reports._part_cuts(path, b"record", head_end=40)
+    assert len(cuts) == parts + 1 and cuts[0] == 0 and cuts[-1] == path.stat().st_size
+    body = path.read_bytes()
+    assert all(body[:cut].endswith(b"</record >") for cut in cuts[1:-1])
+    scanned, fast, full = both_conversions(path, tmp_path)
+    assert scanned == 30 and fast == full
+
+
+def test_fast_xml_scanner_across_block_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: int
+) -> None:
+    """Tiny blocks (and parts) cut records, entities and CRLF pairs anywhere; values still match the full parser."""
     monkeypatch.setattr(xml_reports, "_SCAN_BLOCK_BYTES", 7)
     path = tmp_path / "crlf.xml"
     records = "".join(
@@ -399,7 +423,7 @@ def test_fast_xml_scanner_across_block_boundaries(tmp_path: Path, monkeypatch: p
         '<record id="2"\tflag="a\tb"><name>Jack</name></record>',
     ],
 )
-def test_unusual_xml_goes_to_the_full_parser(tmp_path: Path, second_record: str) -> None:
+def test_unusual_xml_goes_to_the_full_parser(tmp_path: Path, second_record: str, parts: int) -> None:
     """Anything outside the API's layout is left to the full parser, whose result is the answer."""
     path = tmp_path / "unusual.xml"
     path.write_text(
@@ -413,10 +437,69 @@ def test_unusual_xml_goes_to_the_full_parser(tmp_path: Path, second_record: str)
     assert table.column("id").to_pylist() == [1, 2]
 
 
-def test_xml_without_the_root_end_is_refused(tmp_path: Path) -> None:
+def test_xml_without_the_root_end_is_refused(tmp_path: Path, parts: int) -> None:
     """A file that stops after a whole record (no root end tag) is not accepted by the fast path either."""
     path = tmp_path / "cut.xml"
-    path.write_text('<?xml version="1.0"?>\n<report>\n<record id="1"><name>Zoë</name></record>\n')
+    records = "".join(f'<record id="{i}"><name>Zoë</name></record>\n' for i in range(20))
+    path.write_text(f'<?xml version="1.0"?>\n<report>\n{records}')
     assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
     with pytest.raises(ReportFileError, match="malformed"):
         list(read_report(path, "xml", "UTC"))
+
+
+def _late_surprises_csv(path: Path, rows: int = 30_000) -> None:
+    """Columns whose first 25,000 rows say one type and whose last rows say another.
+
+    DuckDB's quick sniff reads only the first rows, so each column below is typed wrongly
+    by it; only the whole-file types are right.
+    """
+    lines = ["row,code,late_number,card"]
+    for i in range(rows):
+        late = i >= rows - 5
+        code = "A1" if late else str(i)  # numbers, then text: text
+        late_number = str(i) if i >= 25_000 else ""  # empty, then numbers: numbers
+        card = f"00{i}" if late else str(i + 1)  # numbers, then leading zeros: text
+        lines.append(f"{i},{code},{late_number},{card}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_types_come_from_every_row_not_the_first_ones(tmp_path: Path) -> None:
+    """Late text keeps a column text, late numbers make it a number, late leading zeros survive."""
+    path = tmp_path / "late.csv"
+    _late_surprises_csv(path)
+    table = pa.Table.from_batches(list(read_report(path, "csv", "UTC")))
+    assert table.num_rows == 30_000
+    assert table.schema.field("code").type == pa.string()
+    assert table.schema.field("late_number").type == pa.int64()
+    assert table.schema.field("card").type == pa.string()
+    assert table.column("code").to_pylist()[-1] == "A1"
+    assert table.column("card").to_pylist()[-1] == "0029999"
+    assert table.column("late_number").to_pylist()[-1] == 29_999
+
+
+@pytest.mark.parametrize(
+    ("value", "loaded_as", "read_as"),
+    [
+        ("1.5", "bigint", None),  # the cast alone would round it to 2
+        ("0042", "bigint", None),  # the cast alone would drop the zeros
+        ("abc", "bigint", None),
+        ("7", "bigint", 7),
+        ("0012.5", "double", None),
+        ("7", "double", 7.0),
+        ("1.5", "text", "1.5"),
+    ],
+)
+def test_a_column_kept_as_a_number_must_fit_it_exactly(
+    tmp_path: Path, value: str, loaded_as: str, read_as: object
+) -> None:
+    """A file cannot change a loaded number column silently: it fits exactly or fails naming the column."""
+    path = tmp_path / "kept.csv"
+    path.write_text(f"id,amount\n1,{value}\n2,3\n")
+    known = {"amount": loaded_as}.get
+    if read_as is not None:
+        (batch,) = read_report(path, "csv", "UTC", known_types=known)
+        assert batch.column(1).to_pylist() == [read_as, type(read_as)(3)]
+    else:
+        with pytest.raises(ReportFileError, match=f"amount .*{loaded_as}") as raised:
+            list(read_report(path, "csv", "UTC", known_types=known))
+        assert "\n" not in str(raised.value)

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -30,13 +33,22 @@ from tikpay_source.xml_reports import xml_to_csv
 # DuckDB streams the file, so a larger buffer buys no speed, only memory: 128 MB keeps the
 # whole-file type sniffing and the read at the same ceiling for 1 and 5 million rows.
 _DUCKDB_CONFIG = {"threads": 2, "memory_limit": "128MB"}
-_CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true, sample_size = -1"
+_CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
 
+
+Result = TypeVar("Result")
 
 ColumnTypes = Callable[[str], "str | None"]
 """The dlt data type a column (by its name in the file) already has in the table, if any."""
 
 # dlt data types as DuckDB reads them: a column keeps the type of its first load
+# A value fits a number type exactly when the cast keeps it: no rounding, no leading zeros dropped.
+_NO_LEADING_ZERO = "NOT regexp_matches({c}, '^[+-]?0[0-9]')"
+_NUMBER_FITS = {
+    "BIGINT": "TRY_CAST({c} AS DOUBLE) = TRY_CAST({c} AS BIGINT) AND " + _NO_LEADING_ZERO,
+    "DOUBLE": "TRY_CAST({c} AS DOUBLE) IS NOT NULL AND " + _NO_LEADING_ZERO,
+}
+
 _DUCKDB_TYPES = {
     "text": "VARCHAR",
     "bigint": "BIGINT",
@@ -87,55 +99,135 @@ def _check_complete(path: Path) -> None:
 def _read_csv(
     path: Path, timezone: str, batch_rows: int, known_types: ColumnTypes | None
 ) -> Iterator[pa.RecordBatch]:
-    """Sniff the types once over the whole file, check every row, then stream typed batches.
+    """Type the columns from the whole file, check every row, then stream typed batches.
 
-    Sniffing is the expensive part, so it runs once; the check and the read that follow
-    use the sniffed columns with auto-detection off, which also means the read cannot
-    come to a different conclusion than the check did.
+    The whole-file sniff is the slow part and runs on one core, so it runs on a thread
+    while this one checks every row against the types a quick sniff of the first rows
+    suggests. Almost always the two sniffs agree and the check is already done; when
+    they do not, the rows are checked again with the whole-file types. The check and the
+    read use the columns spelt out with auto-detection off, so the read cannot come to a
+    different conclusion than the check did.
     """
-    kept: list[str] = []
-    with duckdb.connect(config=_DUCKDB_CONFIG) as con:
-        try:
-            source, kept = _typed_source(con, path, known_types)
-            con.execute(f"SELECT count(*) FROM {source}").fetchall()
-            reader = con.sql(f"SELECT * FROM {source}").to_arrow_reader(batch_rows)
-        except duckdb.Error as exc:
-            problem = "is malformed"
-            if kept:
-                problem += (
-                    f" or does not fit the types its columns were first loaded with ({', '.join(kept)})"
-                )
-            raise ReportFileError(f"the report file {problem}: {_first_line(exc)}") from None
+    with ThreadPoolExecutor(max_workers=1) as pool, duckdb.connect(config=_DUCKDB_CONFIG) as con:
+        whole_file = pool.submit(_sniff_whole_file, path)
+        guess = _typed_source(path, _reporting_errors(lambda: _sniff(con, path, ""), None), known_types)
+        misfit = _misfit(con, guess, path)
+        typed = _typed_source(path, _reporting_errors(whole_file.result, guess), known_types)
+        if typed.source != guess.source:
+            misfit = _misfit(con, typed, path)
+        if misfit is not None:
+            raise misfit
+        reader = _reporting_errors(
+            lambda: con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows), typed
+        )
         for batch in reader:
             yield localise_timestamps(batch, timezone)
 
 
-def _typed_source(
-    con: duckdb.DuckDBPyConnection, path: Path, known_types: ColumnTypes | None
-) -> tuple[str, list[str]]:
-    """A ``read_csv`` call with the file's columns and types spelt out, from one whole-file sniff.
+@dataclass(frozen=True)
+class _TypedSource:
+    """A ``read_csv`` call with every column's type spelt out, and the types kept from earlier loads."""
 
-    Also returns the columns whose sniffed type was overridden by the type they were first
-    loaded with.
-    """
-    name = _sql_string(path)
-    sniffed = con.execute(
-        f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv('{name}', {_CSV_OPTIONS})"
+    source: str
+    kept: tuple[str, ...] = ()
+    exact_checks: tuple[tuple[str, str], ...] = ()
+    """Columns kept as numbers that the file's values might not fit exactly, and that type."""
+
+
+_Sniffed = tuple[list[dict[str, str]], str | None, str | None]
+
+
+def _sniff(con: duckdb.DuckDBPyConnection, path: Path, sample: str) -> _Sniffed:
+    """Columns with types, and the date and timestamp formats DuckDB's sniffer finds."""
+    return con.execute(
+        f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv('{_sql_string(path)}', {_CSV_OPTIONS}{sample})"
     ).fetchone()
+
+
+def _sniff_whole_file(path: Path) -> _Sniffed:
+    """The sniff over every row (on its own connection: it runs on a thread of its own)."""
+    with duckdb.connect(config=_DUCKDB_CONFIG) as con:
+        return _sniff(con, path, ", sample_size = -1")
+
+
+def _typed_source(path: Path, sniffed: _Sniffed, known_types: ColumnTypes | None) -> _TypedSource:
+    """The ``read_csv`` call for what a sniff found, with columns already loaded keeping their type."""
     columns, date_format, timestamp_format = sniffed
-    kept = []
+    kept: list[str] = []
+    exact: list[tuple[str, str]] = []
+    spec: list[str] = []
     for column in columns:
+        read_as = column["type"]
         loaded_as = _DUCKDB_TYPES.get(known_types(column["name"]) or "") if known_types else None
-        if loaded_as and loaded_as != column["type"]:
+        if loaded_as and loaded_as != read_as:
             kept.append(f"{column['name']} {loaded_as.lower()}")
-            column["type"] = loaded_as
-    spec = ", ".join(f"'{_sql_string(c['name'])}': '{c['type']}'" for c in columns)
-    options = [_CSV_OPTIONS, "auto_detect = false", f"columns = {{{spec}}}"]
+            if loaded_as in _NUMBER_FITS and (loaded_as, read_as) != ("DOUBLE", "BIGINT"):
+                exact.append((column["name"], loaded_as))
+            read_as = loaded_as
+        spec.append(f"'{_sql_string(column['name'])}': '{read_as}'")
+    return _TypedSource(_read_csv_call(path, spec, date_format, timestamp_format), tuple(kept), tuple(exact))
+
+
+def _read_csv_call(path: Path, spec: list[str], date_format: str | None, timestamp_format: str | None) -> str:
+    options = [_CSV_OPTIONS, "auto_detect = false", f"columns = {{{', '.join(spec)}}}"]
     if date_format:
         options.append(f"dateformat = '{_sql_string(date_format)}'")
     if timestamp_format:
         options.append(f"timestampformat = '{_sql_string(timestamp_format)}'")
-    return f"read_csv('{name}', {', '.join(options)})", kept
+    return f"read_csv('{_sql_string(path)}', {', '.join(options)})"
+
+
+def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource, path: Path) -> None:
+    """Read every row with these types, keeping nothing: a row that does not fit raises.
+
+    A cast to a number can succeed and still change the value ("1.5" read as a bigint
+    is 2, "0042" is 42), so columns kept as numbers against the sniff's verdict are
+    compared with their text as well.
+    """
+    con.execute(f"SELECT count(*) FROM {typed.source}").fetchall()
+    if not typed.exact_checks:
+        return
+    names = [name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {typed.source}").fetchall()]
+    as_text = _read_csv_call(path, [f"'{_sql_string(name)}': 'VARCHAR'" for name in names], None, None)
+    firsts = ", ".join(
+        f"first({_ident(name)}) FILTER (WHERE {_ident(name)} IS NOT NULL AND NOT ({_NUMBER_FITS[loaded_as].format(c=_ident(name))}))"
+        for name, loaded_as in typed.exact_checks
+    )
+    misfits = con.execute(f"SELECT {firsts} FROM {as_text}").fetchone()
+    for (name, loaded_as), value in zip(typed.exact_checks, misfits, strict=True):
+        if value is not None:
+            raise ReportFileError(
+                f"the report file does not fit the types its columns were first loaded with: "
+                f"{name} is {loaded_as.lower()} but the file has {str(value)[:40]!r}"
+            )
+
+
+def _misfit(con: duckdb.DuckDBPyConnection, typed: _TypedSource, path: Path) -> ReportFileError | None:
+    """None if every row fits these types, else the error that says which does not."""
+    try:
+        _reporting_errors(lambda: _check(con, typed, path), typed)
+    except ReportFileError as exc:
+        return exc
+    return None
+
+
+def _reporting_errors(step: Callable[[], Result], typed: _TypedSource | None) -> Result:
+    """Run a step of reading the file; DuckDB's error becomes one line saying what is wrong."""
+    try:
+        return step()
+    except duckdb.Error as exc:
+        raise _file_error(exc, typed) from None
+
+
+def _file_error(exc: duckdb.Error, typed: _TypedSource | None) -> ReportFileError:
+    problem = "is malformed"
+    if typed and typed.kept:
+        problem += f" or does not fit the types its columns were first loaded with ({', '.join(typed.kept)})"
+    return ReportFileError(f"the report file {problem}: {_first_line(exc)}")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql_string(text: object) -> str:

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import multiprocessing
+import os
 import re
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,6 +58,8 @@ def xml_to_csv(xml_path: Path, csv_path: Path) -> int:
 _SCAN_BLOCK_BYTES = 4 * 1024 * 1024
 _MAX_PENDING_BYTES = 64 * 1024 * 1024
 _MAX_HEAD_BYTES = 1024 * 1024
+_PARTS = min(os.cpu_count() or 1, 4)  # a large file is converted in this many parts side by side
+_MIN_PART_BYTES = 32 * 1024 * 1024
 _WS = rb"[ \t\n]*"
 _NAME = rb"[A-Za-z_][A-Za-z0-9_.-]*"
 _PREDEFINED = {b"&lt;": b"<", b"&gt;": b">", b"&quot;": b'""', b"&apos;": b"'", b"&amp;": b"&"}
@@ -119,18 +127,98 @@ class _Layout:
 
 
 def _scan_canonical_xml(xml_path: Path, csv_path: Path) -> int | None:
-    """Convert a file in the API's layout to CSV and return its row count; None if it is not one."""
-    with xml_path.open("rb") as source, csv_path.open("wb") as out:
-        pending = _read_head(source)
-        prolog = _PROLOG.match(pending)
-        layout = _Layout.learn(pending, prolog) if prolog else None
-        if layout is None or prolog is None:
+    """Convert a file in the API's layout to CSV and return its row count; None if it is not one.
+
+    A large file is cut at record ends into parts converted side by side, one per core
+    (the scanner is bound by one core per process); the parts are then joined in order.
+    """
+    with xml_path.open("rb") as source:
+        head = _read_head(source)
+        head_end = source.tell()
+    prolog = _PROLOG.match(head)
+    layout = _Layout.learn(head, prolog) if prolog else None
+    if layout is None or prolog is None:
+        return None
+    cuts = _part_cuts(xml_path, layout.record, head_end)
+    parts = [
+        _Part(
+            start,
+            end,
+            csv_path.with_name(f"{csv_path.name}.{i}"),
+            prolog["root"] if i == len(cuts) - 2 else None,
+        )
+        for i, (start, end) in enumerate(itertools.pairwise(cuts))
+    ]
+    first = head[prolog.start("first") :]
+    try:
+        counts = _convert_parts(xml_path, (first, head_end), layout, parts)
+        if any(count is None for count in counts) or not sum(counts):  # type: ignore[arg-type]
             return None
-        root_end = re.compile(rb"</" + prolog["root"] + rb"[ \t\n]*>" + _WS + rb"\Z")
-        pending = pending[prolog.start("first") :]
-        out.write(_csv_header(layout.fields))
-        rows = 0
-        while block := _read_block(source):
+        with csv_path.open("wb") as out:
+            out.write(_csv_header(layout.fields))
+            for part in parts:
+                with part.path.open("rb") as converted:
+                    shutil.copyfileobj(converted, out, _SCAN_BLOCK_BYTES)
+        return sum(counts)  # type: ignore[arg-type]
+    finally:
+        for part in parts:
+            part.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A byte range of the XML file, from a record's start to a record's end, and where its CSV goes."""
+
+    start: int
+    end: int
+    path: Path
+    root: bytes | None  # the root's name if this is the last part: it must end with the root's end tag
+
+
+def _part_cuts(xml_path: Path, record: bytes, head_end: int) -> list[int]:
+    """Offsets that cut the file into parts ending at a record's end tag, one part per core."""
+    size = xml_path.stat().st_size
+    wanted = min(_PARTS, size // _MIN_PART_BYTES)
+    cuts = [0]
+    with xml_path.open("rb") as source:
+        for i in range(1, wanted):
+            source.seek(max(size * i // wanted, head_end, cuts[-1]))
+            window = source.read(_MAX_HEAD_BYTES)
+            end_tag = re.search(rb"</" + re.escape(record) + rb"[ \t\r\n]*>", window)
+            if end_tag is not None:
+                cuts.append(source.tell() - len(window) + end_tag.end())
+    return [*cuts, size]
+
+
+def _convert_parts(
+    xml_path: Path, head: tuple[bytes, int], layout: _Layout, parts: list[_Part]
+) -> list[int | None]:
+    """Convert every part, the first here and the others in forked processes at the same time.
+
+    ``head`` is what was already read of the first part (from its first record on) and
+    the offset where reading goes on.
+    """
+    rest = [(b"", part.start) for part in parts[1:]]
+    if not rest or "fork" not in multiprocessing.get_all_start_methods():
+        return [
+            _convert_part(xml_path, at, layout, part) for at, part in zip([head, *rest], parts, strict=True)
+        ]
+    context = multiprocessing.get_context("fork")  # a fork starts at once; a spawned child would import dlt
+    with ProcessPoolExecutor(max_workers=len(rest), mp_context=context) as pool:
+        others = [
+            pool.submit(_convert_part, xml_path, at, layout, part)
+            for at, part in zip(rest, parts[1:], strict=True)
+        ]
+        return [_convert_part(xml_path, head, layout, parts[0]), *(other.result() for other in others)]
+
+
+def _convert_part(xml_path: Path, resume: tuple[bytes, int], layout: _Layout, part: _Part) -> int | None:
+    """Convert one part's records to CSV lines in its own file; None if anything in it is unusual."""
+    pending, offset = resume
+    rows = 0
+    with xml_path.open("rb") as source, part.path.open("wb") as out:
+        source.seek(offset)
+        while block := _read_block(source, part.end - source.tell()):
             pending += block
             cut = pending.rfind(b"</" + layout.record)
             cut = pending.find(b">", cut) + 1 if cut >= 0 else 0
@@ -142,9 +230,14 @@ def _scan_canonical_xml(xml_path: Path, csv_path: Path) -> int | None:
             out.write(converted[0])
             rows += converted[1]
             pending = pending[cut:]
-        end = root_end.search(pending)  # what is left must be whole records and the root's end tag
+        root_end = (
+            re.compile(rb"</" + part.root + rb"[ \t\n]*>" + _WS + rb"\Z")
+            if part.root
+            else re.compile(_WS + rb"\Z")
+        )
+        end = root_end.search(pending)  # what is left must be whole records (and the root's end tag)
         converted = _records_to_csv(pending[: end.start()], layout) if end else None
-        if converted is None or rows + converted[1] == 0:
+        if converted is None:
             return None
         out.write(converted[0])
         return rows + converted[1]
@@ -165,12 +258,12 @@ def _first_end_tag(head: bytes, prolog: re.Match[bytes]) -> re.Match[bytes] | No
     return re.compile(rb"</" + prolog["record"] + rb"[ \t\n]*>").search(head, prolog.end())
 
 
-def _read_block(source: BinaryIO) -> bytes:
-    """The next block with XML's line-end handling: CRLF and lone CR are read as LF.
+def _read_block(source: BinaryIO, limit: int = _SCAN_BLOCK_BYTES) -> bytes:
+    """The next block (at most ``limit`` bytes) with XML's line-end handling: CRLF and lone CR are read as LF.
 
     A block never ends between the CR and LF of one line end, or the pair would count twice.
     """
-    data = source.read(_SCAN_BLOCK_BYTES)
+    data = source.read(min(_SCAN_BLOCK_BYTES, limit)) if limit > 0 else b""
     if data.endswith(b"\r"):
         data += source.read(1)
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
