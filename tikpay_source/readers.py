@@ -2,11 +2,11 @@
 
 CSV is read by DuckDB's reader: one pass sniffs column types over the *whole* file (so a
 column is a number only if every row says so, and card numbers with leading zeros stay
-text), one checks every row with those types, and the read hands back Arrow record
-batches of bounded size. XML is converted block by block to a temporary CSV file and read
-the same way, so both formats get exactly the same typing rules: the layout the API
-writes goes through a strict scanner that expands nothing, anything else through the
-incremental parser with DTDs and entities refused. Memory stays flat as a report grows.
+text), one checks every row with those types, and the read hands back Arrow record batches of
+bounded size. A column already loaded keeps its type, and a file whose values do not fit
+it exactly fails instead of being rounded. XML is converted to a temporary CSV file (see
+:mod:`tikpay_source.xml_reports`) and read the same way, so both formats get exactly the
+same typing rules. Memory stays flat as a report grows.
 
 Local date-times in a report become timezone-aware timestamps in the operator's zone.
 A wall-clock time repeated by a daylight-saving change cannot be told apart in the file;
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -101,22 +100,13 @@ def _read_csv(
 ) -> Iterator[pa.RecordBatch]:
     """Type the columns from the whole file, check every row, then stream typed batches.
 
-    The whole-file sniff is the slow part and runs on one core, so it runs on a thread
-    while this one checks every row against the types a quick sniff of the first rows
-    suggests. Almost always the two sniffs agree and the check is already done; when
-    they do not, the rows are checked again with the whole-file types. The check and the
-    read use the columns spelt out with auto-detection off, so the read cannot come to a
-    different conclusion than the check did.
+    Sniffing is the expensive part, so it runs once; the check and the read that follow
+    use the sniffed columns with auto-detection off, which also means the read cannot
+    come to a different conclusion than the check did.
     """
-    with ThreadPoolExecutor(max_workers=1) as pool, duckdb.connect(config=_DUCKDB_CONFIG) as con:
-        whole_file = pool.submit(_sniff_whole_file, path)
-        guess = _typed_source(path, _reporting_errors(lambda: _sniff(con, path, ""), None), known_types)
-        misfit = _misfit(con, guess, path)
-        typed = _typed_source(path, _reporting_errors(whole_file.result, guess), known_types)
-        if typed.source != guess.source:
-            misfit = _misfit(con, typed, path)
-        if misfit is not None:
-            raise misfit
+    with duckdb.connect(config=_DUCKDB_CONFIG) as con:
+        typed = _typed_source(path, _reporting_errors(lambda: _sniff(con, path), None), known_types)
+        _reporting_errors(lambda: _check(con, typed, path), typed)
         reader = _reporting_errors(
             lambda: con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows), typed
         )
@@ -137,17 +127,11 @@ class _TypedSource:
 _Sniffed = tuple[list[dict[str, str]], str | None, str | None]
 
 
-def _sniff(con: duckdb.DuckDBPyConnection, path: Path, sample: str) -> _Sniffed:
-    """Columns with types, and the date and timestamp formats DuckDB's sniffer finds."""
+def _sniff(con: duckdb.DuckDBPyConnection, path: Path) -> _Sniffed:
+    """Columns with types, and the date and timestamp formats, that DuckDB's sniffer finds in every row."""
     return con.execute(
-        f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv('{_sql_string(path)}', {_CSV_OPTIONS}{sample})"
+        f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv('{_sql_string(path)}', {_CSV_OPTIONS}, sample_size = -1)"
     ).fetchone()
-
-
-def _sniff_whole_file(path: Path) -> _Sniffed:
-    """The sniff over every row (on its own connection: it runs on a thread of its own)."""
-    with duckdb.connect(config=_DUCKDB_CONFIG) as con:
-        return _sniff(con, path, ", sample_size = -1")
 
 
 def _typed_source(path: Path, sniffed: _Sniffed, known_types: ColumnTypes | None) -> _TypedSource:
@@ -202,15 +186,6 @@ def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource, path: Path) -> N
             )
 
 
-def _misfit(con: duckdb.DuckDBPyConnection, typed: _TypedSource, path: Path) -> ReportFileError | None:
-    """None if every row fits these types, else the error that says which does not."""
-    try:
-        _reporting_errors(lambda: _check(con, typed, path), typed)
-    except ReportFileError as exc:
-        return exc
-    return None
-
-
 def _reporting_errors(step: Callable[[], Result], typed: _TypedSource | None) -> Result:
     """Run a step of reading the file; DuckDB's error becomes one line saying what is wrong."""
     try:
@@ -220,6 +195,8 @@ def _reporting_errors(step: Callable[[], Result], typed: _TypedSource | None) ->
 
 
 def _file_error(exc: duckdb.Error, typed: _TypedSource | None) -> ReportFileError:
+    if isinstance(exc, duckdb.OutOfMemoryException):  # not the file's fault: say so
+        return ReportFileError(f"reading the report file ran out of memory: {_first_line(exc)}")
     problem = "is malformed"
     if typed and typed.kept:
         problem += f" or does not fit the types its columns were first loaded with ({', '.join(typed.kept)})"
