@@ -17,7 +17,7 @@ What it does, for a TRIPS report of 1 million rows (CSV and XML) and 5 million r
 4. prints rows per second, seconds and peak memory of each, and the ratios against the
    targets. Times exclude interpreter start and imports in both cases.
 
-Run it with ``python benchmarks/bench_load.py`` (about three minutes on two cores);
+Run it with ``python benchmarks/bench_load.py`` (about five minutes on two cores);
 ``--rows`` and ``--big-rows`` change the sizes, ``--big-rows 0`` skips the large case.
 """
 
