@@ -2,9 +2,9 @@
 
 CSV is read by DuckDB's reader: one pass sniffs column types over the *whole* file (so a
 column is a number only if every row says so, and card numbers with leading zeros stay
-text), one checks every row with those types, and the read hands back Arrow record batches of
-bounded size. A column already loaded keeps its type, and a file whose values do not fit
-it exactly fails instead of being rounded. XML is converted to a temporary CSV file (see
+text), one checks every row with those types, and the read hands back Arrow record
+batches of bounded size. A column already loaded keeps its type, and a file whose values
+do not fit it exactly fails instead of being rounded. XML is converted to a temporary CSV file (see
 :mod:`tikpay_source.xml_reports`) and read the same way, so both formats get exactly the
 same typing rules. Memory stays flat as a report grows.
 
@@ -35,12 +35,11 @@ _DUCKDB_CONFIG = {"threads": 2, "memory_limit": "128MB"}
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
 
 
-Result = TypeVar("Result")
+_Result = TypeVar("_Result")
 
 ColumnTypes = Callable[[str], "str | None"]
 """The dlt data type a column (by its name in the file) already has in the table, if any."""
 
-# dlt data types as DuckDB reads them: a column keeps the type of its first load
 # A value fits a number type exactly when the cast keeps it: no rounding, no leading zeros dropped.
 _NO_LEADING_ZERO = "NOT regexp_matches({c}, '^[+-]?0[0-9]')"
 _NUMBER_FITS = {
@@ -48,6 +47,7 @@ _NUMBER_FITS = {
     "DOUBLE": "TRY_CAST({c} AS DOUBLE) IS NOT NULL AND " + _NO_LEADING_ZERO,
 }
 
+# dlt data types as DuckDB reads them: a column keeps the type of its first load
 _DUCKDB_TYPES = {
     "text": "VARCHAR",
     "bigint": "BIGINT",
@@ -106,7 +106,7 @@ def _read_csv(
     """
     with duckdb.connect(config=_DUCKDB_CONFIG) as con:
         typed = _typed_source(path, _reporting_errors(lambda: _sniff(con, path), None), known_types)
-        _reporting_errors(lambda: _check(con, typed, path), typed)
+        _reporting_errors(lambda: _check(con, typed), typed)
         reader = _reporting_errors(
             lambda: con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows), typed
         )
@@ -118,6 +118,8 @@ def _read_csv(
 class _TypedSource:
     """A ``read_csv`` call with every column's type spelt out, and the types kept from earlier loads."""
 
+    path: Path
+    columns: tuple[str, ...]
     source: str
     kept: tuple[str, ...] = ()
     exact_checks: tuple[tuple[str, str], ...] = ()
@@ -149,7 +151,13 @@ def _typed_source(path: Path, sniffed: _Sniffed, known_types: ColumnTypes | None
                 exact.append((column["name"], loaded_as))
             read_as = loaded_as
         spec.append(f"'{_sql_string(column['name'])}': '{read_as}'")
-    return _TypedSource(_read_csv_call(path, spec, date_format, timestamp_format), tuple(kept), tuple(exact))
+    return _TypedSource(
+        path,
+        tuple(column["name"] for column in columns),
+        _read_csv_call(path, spec, date_format, timestamp_format),
+        tuple(kept),
+        tuple(exact),
+    )
 
 
 def _read_csv_call(path: Path, spec: list[str], date_format: str | None, timestamp_format: str | None) -> str:
@@ -161,7 +169,7 @@ def _read_csv_call(path: Path, spec: list[str], date_format: str | None, timesta
     return f"read_csv('{_sql_string(path)}', {', '.join(options)})"
 
 
-def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource, path: Path) -> None:
+def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:
     """Read every row with these types, keeping nothing: a row that does not fit raises.
 
     A cast to a number can succeed and still change the value ("1.5" read as a bigint
@@ -171,8 +179,9 @@ def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource, path: Path) -> N
     con.execute(f"SELECT count(*) FROM {typed.source}").fetchall()
     if not typed.exact_checks:
         return
-    names = [name for name, *_ in con.execute(f"DESCRIBE SELECT * FROM {typed.source}").fetchall()]
-    as_text = _read_csv_call(path, [f"'{_sql_string(name)}': 'VARCHAR'" for name in names], None, None)
+    as_text = _read_csv_call(
+        typed.path, [f"'{_sql_string(name)}': 'VARCHAR'" for name in typed.columns], None, None
+    )
     firsts = ", ".join(
         f"first({_ident(name)}) FILTER (WHERE {_ident(name)} IS NOT NULL AND NOT ({_NUMBER_FITS[loaded_as].format(c=_ident(name))}))"
         for name, loaded_as in typed.exact_checks
@@ -186,7 +195,7 @@ def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource, path: Path) -> N
             )
 
 
-def _reporting_errors(step: Callable[[], Result], typed: _TypedSource | None) -> Result:
+def _reporting_errors(step: Callable[[], _Result], typed: _TypedSource | None) -> _Result:
     """Run a step of reading the file; DuckDB's error becomes one line saying what is wrong."""
     try:
         return step()

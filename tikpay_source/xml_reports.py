@@ -151,9 +151,8 @@ def _scan_canonical_xml(xml_path: Path, csv_path: Path) -> int | None:
         )
         for i, (start, end) in enumerate(itertools.pairwise(cuts))
     ]
-    first = head[prolog.start("first") :]
     try:
-        counts = _convert_parts(xml_path, (first, head_end), layout, parts)
+        counts = _convert_parts(xml_path, (head[prolog.start("first") :], head_end), layout, parts)
         if any(count is None for count in counts) or not sum(counts):  # type: ignore[arg-type]
             return None
         with csv_path.open("wb") as out:
@@ -186,7 +185,7 @@ def _part_cuts(xml_path: Path, record: bytes, head_end: int) -> list[int]:
         for i in range(1, wanted):
             source.seek(max(size * i // wanted, head_end, cuts[-1]))
             window = source.read(_MAX_HEAD_BYTES)
-            end_tag = re.search(rb"</" + re.escape(record) + rb"[ \t\r\n]*>", window)
+            end_tag = _end_tag(record).search(window)
             if end_tag is not None:
                 cuts.append(source.tell() - len(window) + end_tag.end())
     return [*cuts, size]
@@ -200,23 +199,27 @@ def _convert_parts(
     ``head`` is what was already read of the first part (from its first record on) and
     the offset where reading goes on.
     """
-    rest = [(b"", part.start) for part in parts[1:]]
+    first, rest = parts[0], parts[1:]
     if not rest or "fork" not in multiprocessing.get_all_start_methods():
         return [
-            _convert_part(xml_path, at, layout, part) for at, part in zip([head, *rest], parts, strict=True)
+            _convert_part(xml_path, layout, first, head),
+            *(_convert_part(xml_path, layout, p) for p in rest),
         ]
     context = multiprocessing.get_context("fork")  # a fork starts at once; a spawned child would import dlt
     with ProcessPoolExecutor(max_workers=len(rest), mp_context=context) as pool:
-        others = [
-            pool.submit(_convert_part, xml_path, at, layout, part)
-            for at, part in zip(rest, parts[1:], strict=True)
-        ]
-        return [_convert_part(xml_path, head, layout, parts[0]), *(other.result() for other in others)]
+        others = [pool.submit(_convert_part, xml_path, layout, part) for part in rest]
+        return [_convert_part(xml_path, layout, first, head), *(other.result() for other in others)]
 
 
-def _convert_part(xml_path: Path, resume: tuple[bytes, int], layout: _Layout, part: _Part) -> int | None:
-    """Convert one part's records to CSV lines in its own file; None if anything in it is unusual."""
-    pending, offset = resume
+def _convert_part(
+    xml_path: Path, layout: _Layout, part: _Part, head: tuple[bytes, int] | None = None
+) -> int | None:
+    """Convert one part's records to CSV lines in its own file; None if anything in it is unusual.
+
+    ``head`` is what was already read of the part and the offset where reading goes on
+    (the first part's); any other part is read from its start.
+    """
+    pending, offset = head or (b"", part.start)
     rows = 0
     with xml_path.open("rb") as source, part.path.open("wb") as out:
         source.seek(offset)
@@ -232,11 +235,7 @@ def _convert_part(xml_path: Path, resume: tuple[bytes, int], layout: _Layout, pa
             out.write(converted[0])
             rows += converted[1]
             pending = pending[cut:]
-        root_end = (
-            re.compile(rb"</" + part.root + rb"[ \t\n]*>" + _WS + rb"\Z")
-            if part.root
-            else re.compile(_WS + rb"\Z")
-        )
+        root_end = re.compile((_end_tag(part.root).pattern if part.root else b"") + _WS + rb"\Z")
         end = root_end.search(pending)  # what is left must be whole records (and the root's end tag)
         converted = _records_to_csv(pending[: end.start()], layout) if end else None
         if converted is None:
@@ -257,7 +256,12 @@ def _read_head(source: BinaryIO) -> bytes:
 
 
 def _first_end_tag(head: bytes, prolog: re.Match[bytes]) -> re.Match[bytes] | None:
-    return re.compile(rb"</" + prolog["record"] + rb"[ \t\n]*>").search(head, prolog.end())
+    return _end_tag(prolog["record"]).search(head, prolog.end())
+
+
+def _end_tag(name: bytes) -> re.Pattern[bytes]:
+    """An element's end tag; a CR before its ``>`` is allowed, as in the raw bytes of a CRLF file."""
+    return re.compile(rb"</" + re.escape(name) + rb"[ \t\r\n]*>")
 
 
 def _read_block(source: BinaryIO, limit: int = _SCAN_BLOCK_BYTES) -> bytes:
