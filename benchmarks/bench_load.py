@@ -14,8 +14,12 @@ What it does, for a TRIPS report of 1 million rows (CSV and XML) and 5 million r
    read_csv(file)`` into a fresh DuckDB file, and the connector's ``pipeline.run`` (job
    list, download over loopback HTTP, read, extract, normalize, load and merge) into
    another fresh DuckDB file;
-4. prints rows per second, seconds and peak memory of each, and the ratios against the
-   targets. Times exclude interpreter start and imports in both cases.
+4. runs a reference case, **dlt's floor**: the same CSV file read by DuckDB with its
+   defaults into Arrow record batches that a bare dlt resource appends to a fresh DuckDB
+   file. No HTTP, no whole-file typing, no check, no timestamps to localise, no merge:
+   nothing a connector on dlt's Arrow path can leave out, so none can be faster;
+5. prints rows per second, seconds and peak memory of each, and the ratios against the
+   targets and against the floor. Times exclude interpreter start and imports.
 
 Run it with ``python benchmarks/bench_load.py`` (about five minutes on two cores);
 ``--rows`` and ``--big-rows`` change the sizes, ``--big-rows 0`` skips the large case.
@@ -73,6 +77,38 @@ def case_duckdb(csv_path: str, db_path: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
+def case_dlt_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]:
+    """dlt's own Arrow path and nothing else: DuckDB's reader hands batches to a bare resource.
+
+    Same batch size and dlt settings as the connector; append, so no staging copy and no
+    merge. This is the least time any source that hands dlt Arrow batches can take.
+    """
+    import dlt
+    import duckdb
+
+    from tikpay_source.settings import BATCH_ROWS
+
+    def batches() -> Any:
+        with duckdb.connect(config={"threads": 2, "memory_limit": "128MB"}) as con:
+            yield from con.sql(f"SELECT * FROM read_csv('{csv_path}')").to_arrow_reader(BATCH_ROWS)
+
+    pipeline = dlt.pipeline(
+        pipeline_name="dlt_floor",
+        pipelines_dir=str(Path(work_dir) / "pipelines"),
+        destination=dlt.destinations.duckdb(db_path),
+        dataset_name="floor_data",
+    )
+    started = time.perf_counter()
+    pipeline.run(dlt.resource(batches, name="trips", write_disposition="append"))
+    seconds = time.perf_counter() - started
+    steps = {
+        step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps
+    }
+    with duckdb.connect(db_path, read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM floor_data.trips").fetchone()[0]
+    return {"seconds": seconds, "rows": rows, "steps": steps}
+
+
 def case_connector(
     base_url: str, token_url: str, file_type: str, db_path: str, work_dir: str
 ) -> dict[str, Any]:
@@ -128,7 +164,7 @@ def case_connector(
 
 def run_case(args: list[str]) -> dict[str, Any]:
     """Run one case in a fresh interpreter and return its JSON result with its peak memory."""
-    env = {**os.environ, **DLT_SETTINGS} if args[0] == "connector" else None
+    env = {**os.environ, **DLT_SETTINGS} if args[0] != "duckdb" else None
     done = subprocess.run(
         [sys.executable, __file__, "--case", *args], capture_output=True, text=True, check=False, env=env
     )
@@ -140,7 +176,8 @@ def run_case(args: list[str]) -> dict[str, Any]:
 def case_main(argv: list[str]) -> None:
     """Entry point of a measured subprocess: run the case, print its result as one JSON line."""
     name, *rest = argv
-    result = case_duckdb(*rest) if name == "duckdb" else case_connector(*rest)
+    cases = {"duckdb": case_duckdb, "floor": case_dlt_floor, "connector": case_connector}
+    result = cases[name](*rest)
     result["peak_mb"] = _peak_mb()
     print(json.dumps(result, default=str))
 
@@ -200,7 +237,11 @@ def measure(prepared: Prepared, rows: int, scratch: Path, file_types: tuple[str,
     """DuckDB's own load of the CSV, then the connector for each file type, each in its own process."""
     results: dict[str, Any] = {}
     sb = prepared.sandbox
-    results["duckdb"] = run_case(["duckdb", str(prepared.files["csv"]), str(scratch / f"duck-{rows}.duckdb")])
+    csv_file = str(prepared.files["csv"])
+    results["duckdb"] = run_case(["duckdb", csv_file, str(scratch / f"duck-{rows}.duckdb")])
+    floor_dir = scratch / f"floor-{rows}"
+    floor_dir.mkdir()
+    results["floor"] = run_case(["floor", csv_file, str(floor_dir / "floor.duckdb"), str(floor_dir)])
     for file_type in file_types:
         work = scratch / f"connector-{file_type}-{rows}"
         work.mkdir()
@@ -247,6 +288,7 @@ def main() -> None:
                 prepared.sandbox.stop()
             res = runs[rows]
             print(describe(f"duckdb read_csv {rows:,}", res["duckdb"], None))
+            print(describe(f"dlt floor {rows:,}", res["floor"], res["duckdb"]))
             for ft in types:
                 print(describe(f"connector {ft} {rows:,}", res[ft], res["duckdb"]))
         print("# dlt settings of the connector runs:", json.dumps(DLT_SETTINGS))
@@ -257,6 +299,12 @@ def main() -> None:
         if "xml" in first:
             xml_ratio = first["xml"]["seconds"] / first["duckdb"]["seconds"]
             report.append(f"XML end to end: {xml_ratio:.2f} x DuckDB's own read_csv (target <= {XML_TARGET})")
+        floor_ratio = first["floor"]["seconds"] / first["duckdb"]["seconds"]
+        over_floor = first["csv"]["seconds"] / first["floor"]["seconds"]
+        report.append(
+            f"dlt's floor (bare Arrow batches, appended): {floor_ratio:.2f} x DuckDB's own read_csv;"
+            f" connector CSV {over_floor:.2f} x the floor"
+        )
         peaks = [f"{rows:,} rows {runs[rows]['csv']['peak_mb']:.0f} MB" for rows in runs]
         report.append(f"connector peak memory, CSV: {'; '.join(peaks)} (target < {MEMORY_TARGET_MB:.0f} MB)")
     print("\n".join(report))

@@ -1,0 +1,34 @@
+"""The benchmark scripts still run, on a small report, and print the lines the README quotes.
+
+Their figures are not asserted (timings belong to the scripts, never to tests); what is
+checked is that every case loads exactly the rows the sandbox rendered (the script exits
+non-zero otherwise) and that the last lines name each target.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_load.py"), "--rows", "5000", "--big-rows", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    for label in ("duckdb read_csv 5,000", "dlt floor 5,000", "connector csv 5,000", "connector xml 5,000"):
+        assert any(line.startswith(label) for line in lines), label
+    last = lines[-4:]
+    assert last[0].startswith("CSV end to end: ") and last[0].endswith("(target <= 2.0)")
+    assert last[1].startswith("XML end to end: ") and last[1].endswith("(target <= 4.0)")
+    assert last[2].startswith("dlt's floor (bare Arrow batches, appended): ")
+    assert last[3].startswith("connector peak memory, CSV: 5,000 rows ")
