@@ -32,3 +32,19 @@ def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Pat
     assert last[1].startswith("XML end to end: ") and last[1].endswith("(target <= 4.0)")
     assert last[2].startswith("dlt's floor (bare Arrow batches, appended): ")
     assert last[3].startswith("connector peak memory, CSV: 5,000 rows ")
+
+
+def test_the_request_benchmark_runs_and_meets_its_daily_target_on_a_short_simulation(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_requests.py"), "--days", "3", "--backfill-days", "8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("(a) daily, every later run         runs   2  windows    8") for line in lines)
+    assert any(line.startswith("(b) 8-day backfill, all runs") for line in lines)
+    assert lines[-1] == "daily incremental run: 1.250 requests per window (target <= 1.25): met"
