@@ -1,10 +1,15 @@
-"""SIGKILL the pipeline at several points, run it again: no window missing, none doubled, no job submitted twice."""
+"""SIGKILL the pipeline at several points, or damage a file while it is read, then run it again.
+
+Whatever happened, the next run leaves no window missing, none doubled, and no job submitted twice.
+"""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +19,10 @@ from typing import Any
 import duckdb
 import pytest
 from cli import SCRIPT, cli_env, run_cli
+from dlt.pipeline.exceptions import PipelineStepFailed
+from harness import Harness
 
+from tikpay_source import ReadInterrupted, tikpay
 from tikpay_source.sandbox import Fault, Sandbox
 from tikpay_source.settings import EXIT_OK
 
@@ -99,3 +107,50 @@ def test_a_killed_run_is_resumed_by_the_next_without_loss_doubling_or_resubmissi
             assert loaded == sandbox.count_rows(report_type, *WINDOW_RANGE)
         jobs = con.execute("SELECT count(*), count(DISTINCT job_id) FROM tikpay_data.report_jobs").fetchone()
     assert jobs == (4, 4)
+
+
+def test_a_file_damaged_while_it_is_read_fails_the_whole_run_and_the_next_run_loads_it_once(
+    make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows already handed to dlt cannot be taken back: the extract fails and nothing of the run loads.
+
+    The file is cut short on disk after its first batch reached dlt (a full disk or
+    another process could do this), so the read fails half way, past the row check.
+    """
+    sandbox = make_sandbox(rows_per_hour={"TRIPS": 16_000}, complete_after_list_calls=0)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the run downloads its files
+    harness = Harness(sandbox, tmp_path)
+    one_day = {
+        "report_types": ["TRIPS"],
+        "start_time": "2025-03-03",
+        "end_time": "2025-03-04",
+        "window": "P1D",
+    }
+    damaged: list[int] = []
+
+    def cut_the_file_short(item: Any) -> Any:
+        if not damaged and not isinstance(item, dict):  # the first batch of report rows
+            (path,) = scratch.glob("tikpay-*/tikpay-*.csv")
+            damaged.append(path.stat().st_size)
+            path.write_bytes(path.read_bytes()[: damaged[0] // 3])
+        return item
+
+    source = tikpay(**harness.settings(**one_day))
+    source.report_jobs.add_map(cut_the_file_short)
+    with pytest.raises(PipelineStepFailed) as failed:
+        harness.pipeline().run(source)
+    assert damaged and damaged[0] > 64_000_000  # larger than what DuckDB reads ahead
+    cause: BaseException | None = failed.value
+    while cause is not None and not isinstance(cause, ReadInterrupted):
+        cause = cause.__cause__ or cause.__context__
+    assert isinstance(cause, ReadInterrupted), failed.value
+    assert re.search(r"file failed after [1-9][0-9]* of its rows were handed to dlt", str(cause))
+    assert "nothing of this run is loaded" in str(cause)
+    assert not harness.table_exists("trips") and not harness.table_exists("report_jobs")
+
+    harness.run(**one_day)
+    window = ("2025-03-03T00:00:00", "2025-03-04T00:00:00")
+    assert harness.rows_per_window("trips") == harness.truth_per_window("TRIPS", [window])
+    assert harness.submissions_for("TRIPS") == [window]  # the second run adopted the job

@@ -139,6 +139,22 @@ def test_expired_link_is_link_expired_without_the_signature(
     assert download_report(fresh.download_url, downloads, suffix="csv").stat().st_size > 0
 
 
+def test_a_link_with_a_user_and_password_is_named_by_its_host_only(
+    sandbox: Sandbox, api_client: TikpayClient, downloads: Path
+) -> None:
+    """Credentials written into a link (``user:password@host``) are never part of a message."""
+    job = complete_job(api_client)
+    assert job.download_url is not None
+    parts = urlsplit(job.download_url)
+    with_login = parts._replace(netloc=f"reader:pa55w0rd@{parts.netloc}").geturl()
+    sandbox.inject(Fault("expire_links"))
+    with pytest.raises(LinkExpired) as caught:
+        download_report(with_login, downloads, suffix="csv")
+    message = str(caught.value)
+    assert f"the download link at {parts.hostname}:{parts.port} was refused" in message
+    assert "pa55w0rd" not in message and "reader" not in message
+
+
 def test_progress_reports_increasing_counts_to_the_file_size(
     make_sandbox: Callable[..., Sandbox], tmp_path: Path, downloads: Path
 ) -> None:

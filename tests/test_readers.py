@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
@@ -252,6 +253,19 @@ def test_dst_fall_back_day_reads_without_error(sandbox: Sandbox, fetch: Fetch, f
     assert first_repeated.utcoffset().total_seconds() == 11 * 3600
 
 
+def test_a_time_the_spring_forward_skips_is_read_with_the_offset_before_the_change(tmp_path: Path) -> None:
+    """02:30 does not exist in Sydney on 2025-10-05; a clock not yet put forward wrote it (+10:00)."""
+    walls = ["2025-10-05 01:59:00", "2025-10-05 02:00:00", "2025-10-05 02:30:00", "2025-10-05 03:00:00", ""]
+    path = tmp_path / "gap.csv"
+    path.write_text("id,at\n" + "".join(f"{i},{wall}\n" for i, wall in enumerate(walls)))
+    got = read_all(path, "csv", "Australia/Sydney").column("at").to_pylist()
+    sydney = ZoneInfo("Australia/Sydney")
+    expected = [datetime.fromisoformat(wall).replace(tzinfo=sydney) for wall in walls[:-1]]  # fold=0
+    in_utc = [t.astimezone(timezone.utc) for t in got[:-1]]
+    assert in_utc == [t.astimezone(timezone.utc) for t in expected] and got[-1] is None
+    assert [t.strftime("%H:%M") for t in in_utc] == ["15:59", "16:00", "16:30", "16:00"]
+
+
 # --- damaged and unusual files ------------------------------------------------------------
 
 
@@ -417,9 +431,7 @@ def test_fast_xml_scanner_across_block_boundaries(
         '<record id="2"><name>J&#97;ck</name></record>',
         "<record id='2'><name>Jack</name></record>",
         '<record id="2"><name lang="en">Jack</name></record>',
-        '<record id="2"><name>Jack</name><name>Jill</name></record>',
         '<record id="2" extra="x"><name>Jack</name></record>',
-        '<record id="2"><name>Ja<b>ck</b></name></record>',
         '<record id="2"\tflag="a\tb"><name>Jack</name></record>',
     ],
 )
@@ -435,6 +447,40 @@ def test_unusual_xml_goes_to_the_full_parser(tmp_path: Path, second_record: str,
     table = read_all(path, "xml", "UTC")
     assert table.num_rows == 2
     assert table.column("id").to_pylist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("second_record", "problem"),
+    [
+        ('<record id="2"><name>Jack</name><name>Jill</name></record>', "'name' appears more than once"),
+        ('<record id="2"><name>Ja<b>ck</b></name></record>', "'name' has elements inside it"),
+        ('<record id="2"><id>3</id><name>Jack</name></record>', "'id' appears more than once"),
+    ],
+)
+def test_xml_records_one_row_cannot_hold_are_refused_not_cut_down(
+    tmp_path: Path, second_record: str, problem: str, parts: int
+) -> None:
+    """A repeated field, a nested element, or an attribute and an element of one name would lose a value."""
+    path = tmp_path / "deep.xml"
+    path.write_text(
+        f'<?xml version="1.0"?>\n<report>\n<record id="1"><name>Zoë</name></record>\n{second_record}\n</report>\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ReportFileError, match=f"record 2 cannot be read as one row: its field {problem}"):
+        list(read_report(path, "xml", "UTC"))
+
+
+def test_xml_non_characters_are_left_to_the_full_parser(tmp_path: Path, parts: int) -> None:
+    """U+FFFF is not an XML character: the scanner must not accept what the parser refuses."""
+    path = tmp_path / "ffff.xml"
+    path.write_text(
+        '<?xml version="1.0"?>\n<report>\n<record id="1"><name>Zoë</name></record>\n'
+        '<record id="2"><name>Ja\uffffck</name></record>\n</report>\n',
+        encoding="utf-8",
+    )
+    assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    with pytest.raises(ReportFileError, match="malformed"):
+        list(read_report(path, "xml", "UTC"))
 
 
 def test_xml_without_the_root_end_is_refused(tmp_path: Path, parts: int) -> None:
@@ -477,29 +523,55 @@ def test_types_come_from_every_row_not_the_first_ones(tmp_path: Path) -> None:
     assert table.column("late_number").to_pylist()[-1] == 29_999
 
 
+NO_FIT = "does not fit the types its columns were first loaded with"
+
+
 @pytest.mark.parametrize(
-    ("value", "loaded_as", "read_as"),
+    ("value", "loaded_as", "outcome"),
     [
-        ("1.5", "bigint", None),  # the cast alone would round it to 2
-        ("0042", "bigint", None),  # the cast alone would drop the zeros
-        ("abc", "bigint", None),
-        ("7", "bigint", 7),
-        ("0012.5", "double", None),
-        ("7", "double", 7.0),
-        ("1.5", "text", "1.5"),
+        ("1.5", "bigint", f"{NO_FIT}: amount is bigint but the file has '1.5'"),  # a cast alone rounds to 2
+        ("0042", "bigint", f"{NO_FIT}: amount is bigint but the file has '0042'"),  # ... drops the zeros
+        ("abc", "bigint", f"{NO_FIT}: amount is bigint but the file has 'abc'"),
+        ("99999999999999999999", "bigint", f"{NO_FIT}: amount is bigint but the file has '9999"),
+        ("0012.5", "double", f"{NO_FIT}: amount is double but the file has '0012.5'"),
+        ("2025-13-01 00:00", "timestamp", 'Could not convert string "2025-13-01 00:00"'),
+        ("maybe", "bool", 'Could not convert string "maybe"'),
+        ("7", "bigint", [7, 3]),
+        ("1.0", "bigint", [1, 3]),  # fits exactly: nothing is lost
+        ("", "double", [None, 3.0]),
+        ("7", "double", [7.0, 3.0]),
+        ("1.5", "text", ["1.5", "3"]),
     ],
 )
-def test_a_column_kept_as_a_number_must_fit_it_exactly(
-    tmp_path: Path, value: str, loaded_as: str, read_as: object
+def test_a_column_kept_from_an_earlier_load_takes_only_values_that_fit_it_exactly(
+    tmp_path: Path, value: str, loaded_as: str, outcome: object
 ) -> None:
-    """A file cannot change a loaded number column silently: it fits exactly or fails naming the column."""
+    """A file cannot change a loaded column silently: it fits exactly or fails naming the column or value."""
     path = tmp_path / "kept.csv"
     path.write_text(f"id,amount\n1,{value}\n2,3\n")
     known = {"amount": loaded_as}.get
-    if read_as is not None:
+    if isinstance(outcome, list):
         (batch,) = read_report(path, "csv", "UTC", known_types=known)
-        assert batch.column(1).to_pylist() == [read_as, type(read_as)(3)]
+        assert batch.column(1).to_pylist() == outcome
     else:
-        with pytest.raises(ReportFileError, match=f"amount .*{loaded_as}") as raised:
+        with pytest.raises(ReportFileError) as raised:
             list(read_report(path, "csv", "UTC", known_types=known))
-        assert "\n" not in str(raised.value)
+        message = str(raised.value)
+        assert str(outcome) in message and "\n" not in message
+        assert "Original Line" not in message and f"1,{value}" not in message  # never the whole row
+
+
+@pytest.mark.parametrize(("loaded_as", "bad"), [("bigint", "x1"), ("bool", "maybe"), ("timestamp", "soon")])
+def test_a_bad_value_deep_in_a_kept_column_fails_before_any_row_is_handed_over(
+    tmp_path: Path, loaded_as: str, bad: str
+) -> None:
+    """The check converts every value of every column, so the read never fails half way through a file."""
+    good = {"bigint": "5", "bool": "true", "timestamp": "2025-03-03 08:00:00"}[loaded_as]
+    path = tmp_path / "deep.csv"
+    with path.open("w") as out:
+        out.write("id,kept\n")
+        out.writelines(f"{i},{good}\n" for i in range(250_000))
+        out.write(f"250000,{bad}\n")
+    batches = read_report(path, "csv", "UTC", known_types={"kept": loaded_as}.get)
+    with pytest.raises(ReportFileError, match=bad):
+        next(batches)

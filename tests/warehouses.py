@@ -62,10 +62,13 @@ class DuckDBWarehouse(Warehouse):
             return con.execute(sql).fetchall()
 
     def table_exists(self, table: str) -> bool:
+        """Whether the table is there; a file without the dataset's schema yet has none."""
         if not self.path.exists():
             return False
-        sql = f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{self.dataset}' AND table_name = '{table}'"
-        return self.query(sql)[0][0] > 0
+        sql = "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?"
+        with duckdb.connect(str(self.path), read_only=True) as con:
+            ((count,),) = con.execute(sql, [self.dataset, table]).fetchall()
+        return count > 0
 
 
 class PostgresWarehouse(Warehouse):

@@ -24,6 +24,7 @@ from tikpay_source.errors import (
     AuthError,
     ConfigError,
     QuotaExhausted,
+    ReadInterrupted,
     ReportFileError,
     TikpayError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "QuotaExhausted",
+    "ReadInterrupted",
     "ReportFileError",
     "RunSummary",
     "TikpayError",

@@ -26,11 +26,15 @@ ProgressCallback = Callable[[int, int | None], None]
 
 
 def link_host(url: str) -> str:
-    """The only part of a signed link that may be shown: its host."""
+    """The only part of a signed link that may be shown: its host and port (never a user or password)."""
     try:
-        return urlsplit(url).netloc or "the download host"
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
     except ValueError:
         return "the download host"
+    if not host:
+        return "the download host"
+    return f"{host}:{port}" if port else host
 
 
 def download_report(

@@ -40,5 +40,13 @@ class ReportFileError(TikpayError):
     """A downloaded report is truncated, corrupt or unreadable."""
 
 
+class ReadInterrupted(TikpayError):
+    """A report file failed after some of its rows were handed to dlt: the whole run must not load.
+
+    Neither retrying the file nor skipping the window could keep those rows from being
+    doubled or loaded on their own, so the extract stops and nothing of the run is loaded.
+    """
+
+
 class LinkExpired(TikpayError):
     """The signed download link no longer works; the next job list hands out a fresh one."""

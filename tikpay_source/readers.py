@@ -10,7 +10,8 @@ same typing rules. Memory stays flat as a report grows.
 
 Local date-times in a report become timezone-aware timestamps in the operator's zone.
 A wall-clock time repeated by a daylight-saving change cannot be told apart in the file;
-it is read as the earlier of the two instants (the documented assumption).
+it is read as the earlier of the two instants (the documented assumption). A time the
+change skips is read with the offset before it.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ def _read_csv(
         typed = _typed_source(path, _reporting_errors(lambda: _sniff(con, path), None), known_types)
         _reporting_errors(lambda: _check(con, typed), typed)
         reader = _reporting_errors(
-            lambda: con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows), typed
+            lambda: iter(con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows)), typed
         )
-        for batch in reader:
+        # after the check only the file changing on disk, or the disk itself, can stop the read
+        while (batch := _reporting_errors(lambda: next(reader, None), typed)) is not None:
             yield localise_timestamps(batch, timezone)
 
 
@@ -133,7 +135,7 @@ def _sniff(con: duckdb.DuckDBPyConnection, path: Path) -> _Sniffed:
     """Columns with types, and the date and timestamp formats, that DuckDB's sniffer finds in every row."""
     return con.execute(
         f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv('{_sql_string(path)}', {_CSV_OPTIONS}, sample_size = -1)"
-    ).fetchone()
+    ).fetchall()[0]
 
 
 def _typed_source(path: Path, sniffed: _Sniffed, known_types: ColumnTypes | None) -> _TypedSource:
@@ -170,23 +172,29 @@ def _read_csv_call(path: Path, spec: list[str], date_format: str | None, timesta
 
 
 def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:
-    """Read every row with these types, keeping nothing: a row that does not fit raises.
+    """Convert every value of every row with these types, keeping nothing: a value that does not fit raises.
 
-    A cast to a number can succeed and still change the value ("1.5" read as a bigint
-    is 2, "0042" is 42), so columns kept as numbers against the sniff's verdict are
-    compared with their text as well.
+    ``count(*)`` alone would only split the file into rows; counting each column makes
+    DuckDB convert every value. A cast to a number can succeed and still change the
+    value ("1.5" read as a bigint is 2, "0042" is 42), so columns kept as numbers against
+    the sniff's verdict are first compared with their text, which also names the value.
     """
-    con.execute(f"SELECT count(*) FROM {typed.source}").fetchall()
-    if not typed.exact_checks:
-        return
+    if typed.exact_checks:
+        _check_exact_fit(con, typed)
+    counts = ", ".join(f"count({_ident(name)})" for name in typed.columns)
+    con.execute(f"SELECT {counts} FROM {typed.source}").fetchall()
+
+
+def _check_exact_fit(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:
     as_text = _read_csv_call(
         typed.path, [f"'{_sql_string(name)}': 'VARCHAR'" for name in typed.columns], None, None
     )
     firsts = ", ".join(
-        f"first({_ident(name)}) FILTER (WHERE {_ident(name)} IS NOT NULL AND NOT ({_NUMBER_FITS[loaded_as].format(c=_ident(name))}))"
+        f"first({_ident(name)}) FILTER (WHERE {_ident(name)} IS NOT NULL"
+        f" AND NOT coalesce({_NUMBER_FITS[loaded_as].format(c=_ident(name))}, false))"
         for name, loaded_as in typed.exact_checks
     )
-    misfits = con.execute(f"SELECT {firsts} FROM {as_text}").fetchone()
+    (misfits,) = con.execute(f"SELECT {firsts} FROM {as_text}").fetchall()
     for (name, loaded_as), value in zip(typed.exact_checks, misfits, strict=True):
         if value is not None:
             raise ReportFileError(
@@ -196,14 +204,17 @@ def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:
 
 
 def _reporting_errors(step: Callable[[], _Result], typed: _TypedSource | None) -> _Result:
-    """Run a step of reading the file; DuckDB's error becomes one line saying what is wrong."""
+    """Run a step of reading the file; DuckDB's error becomes one line saying what is wrong.
+
+    An Arrow stream hands DuckDB's errors on as ``OSError``, as it does a failing disk.
+    """
     try:
         return step()
-    except duckdb.Error as exc:
+    except (duckdb.Error, OSError) as exc:
         raise _file_error(exc, typed) from None
 
 
-def _file_error(exc: duckdb.Error, typed: _TypedSource | None) -> ReportFileError:
+def _file_error(exc: Exception, typed: _TypedSource | None) -> ReportFileError:
     if isinstance(exc, duckdb.OutOfMemoryException):  # not the file's fault: say so
         return ReportFileError(f"reading the report file ran out of memory: {_first_line(exc)}")
     problem = "is malformed"
@@ -221,19 +232,34 @@ def _sql_string(text: object) -> str:
 
 
 def _first_line(exc: Exception) -> str:
+    """DuckDB's reason, without the row it quotes: a whole row of customer data has no place in a log."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Original Line")]
     return " ".join(lines[:2])[:300] if lines else type(exc).__name__
 
 
 def localise_timestamps(batch: pa.RecordBatch, timezone: str) -> pa.RecordBatch:
-    """Give naive local timestamps the operator's zone (earliest instant when ambiguous)."""
+    """Give naive local timestamps the operator's zone.
+
+    A time repeated by the change to winter time is read as the earlier instant; a time
+    the change to summer time skips (only a clock not yet put forward can write one) is
+    read with the offset in force before the change, as Python's ``zoneinfo`` does.
+    """
     columns = []
     changed = False
     for column in batch.columns:
         if pa.types.is_timestamp(column.type) and column.type.tz is None:
-            column = pc.assume_timezone(
-                column, timezone=timezone, ambiguous="earliest", nonexistent="earliest"
-            )
+            column = _localise(column, timezone)
             changed = True
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names) if changed else batch
+
+
+def _localise(column: pa.Array, timezone: str) -> pa.Array:
+    try:
+        return pc.assume_timezone(column, timezone=timezone, ambiguous="earliest", nonexistent="raise")
+    except pa.ArrowInvalid:  # rare: worth a second pass only when a skipped time is there
+        aware = pc.assume_timezone(column, timezone=timezone, ambiguous="earliest", nonexistent="earliest")
+        # "earliest" puts a skipped time on the last instant before the change, whose wall
+        # time shows the old offset: move it on by the distance to the wall time wanted
+        return pc.add(aware, pc.subtract(column, pc.local_timestamp(aware)))

@@ -33,6 +33,7 @@ from tikpay_source.errors import (
     ConfigError,
     LinkExpired,
     QuotaExhausted,
+    ReadInterrupted,
     ReportFileError,
     TikpayError,
 )
@@ -84,6 +85,8 @@ class ReportJobRunner:
         try:
             with tempfile.TemporaryDirectory(prefix="tikpay-") as scratch:
                 yield from self._run(client, Path(scratch))
+        except ReadInterrupted:
+            raise  # the extract must fail, or the rows already handed to dlt would load
         except BudgetSpent as exc:
             self.progress.step(f"{exc}; what is left waits for the next run")
         except QuotaExhausted as exc:
@@ -218,9 +221,9 @@ class ReportJobRunner:
             except ReportFileError as exc:
                 problem = str(exc)
                 continue
+            rows = 0
             try:
                 size = path.stat().st_size
-                rows = 0
                 known_types = self._column_types.lookup(entry.window.report_type)
                 for batch in read_report(
                     path, job.file_type, self.config.timezone.key, known_types=known_types
@@ -229,6 +232,11 @@ class ReportJobRunner:
                     self._column_types.remember(entry.window.report_type, batch)
                     yield report_batch(batch, entry, job.job_id)
             except ReportFileError as exc:
+                if rows:
+                    raise ReadInterrupted(
+                        f"{entry.window.describe()}: job {job.job_id}'s file failed after {rows} of its rows "
+                        f"were handed to dlt ({exc}); nothing of this run is loaded, the next run loads it again"
+                    ) from None
                 problem = str(exc)
                 continue
             finally:

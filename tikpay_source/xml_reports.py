@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as defused_fromstring
@@ -37,7 +38,9 @@ def _local_name(tag: str) -> str:
 def xml_to_csv(xml_path: Path, csv_path: Path) -> int:
     """Flatten ``<root><record>…</record>…</root>`` into a CSV file and return the row count.
 
-    Each record's attributes and child elements are its fields. A file in the layout the
+    Each record's attributes and child elements are its fields; a record whose field is
+    repeated or has elements inside it is refused, as one row could not hold it without
+    losing a value. A file in the layout the
     API writes (every record with the same fields in the same order, see
     :func:`_scan_canonical_xml`) is converted by the fast scanner; any other file, and any
     file the scanner has doubts about, goes through the full parser, which decides.
@@ -74,6 +77,8 @@ def _escaped(plain: bytes) -> bytes:
 
 _TEXT = _escaped(rb"[^<&\x00-\x08\x0b\x0c\x0e-\x1f]")
 _ATTR_VALUE = _escaped(rb'[^"<&\x00-\x1f]')  # no tab or newline: those would be normalised to spaces
+_NON_CHARACTER_FFFE = "\ufffe".encode()  # XML 1.0 allows neither in a document
+_NON_CHARACTER_FFFF = "\uffff".encode()
 _PROLOG = re.compile(
     rb'(?:\xef\xbb\xbf)?(?:<\?xml version="1\.0"(?: encoding="(?i:utf-8)")?(?: standalone="(?:yes|no)")?\?>)?'
     + _WS
@@ -277,8 +282,8 @@ def _read_block(source: BinaryIO, limit: int = _SCAN_BLOCK_BYTES) -> bytes:
 
 def _records_to_csv(chunk: bytes, layout: _Layout) -> tuple[bytes, int] | None:
     """Whole records as CSV lines (every field quoted; empty means null); None if one is unusual."""
-    if b"]]>" in chunk:  # not allowed in XML text: let the full parser say so
-        return None
+    if b"]]>" in chunk or _NON_CHARACTER_FFFE in chunk or _NON_CHARACTER_FFFF in chunk:
+        return None  # not allowed in XML text: let the full parser say so
     chunk = chunk.replace(b'"', b'""')  # CSV quoting; the pattern expects attribute quotes doubled
     end = len(chunk.rstrip(b" \t\n"))
     match = layout.pattern.match
@@ -322,6 +327,22 @@ def _parse_xml_to_csv(xml_path: Path, csv_path: Path) -> int:
             fields.update(dict.fromkeys(new.names))
 
 
+def _flat_record(element: Element, number: int) -> dict[str, str]:
+    """A record's attributes and child elements as one row; a shape that would lose a value is refused."""
+    record = dict(element.attrib)
+    for child in element:
+        name = _local_name(child.tag)
+        if len(child):
+            problem = f"its field {name!r} has elements inside it"
+        elif name in record:
+            problem = f"its field {name!r} appears more than once"
+        else:
+            record[name] = child.text or ""
+            continue
+        raise ReportFileError(f"the XML report's record {number} cannot be read as one row: {problem}")
+    return record
+
+
 class _NewField(Exception):
     def __init__(self, names: list[str]) -> None:
         self.names = names
@@ -343,8 +364,7 @@ def _write_xml_rows(xml_path: Path, csv_path: Path, fields: dict[str, None]) -> 
                 depth -= 1
                 if depth != 1:
                     continue
-                record = dict(element.attrib)
-                record.update({_local_name(child.tag): (child.text or "") for child in element})
+                record = _flat_record(element, rows + 1)
                 root.clear()  # drop the finished record from the tree: memory stays flat
                 unknown = [name for name in record if name not in fields]
                 if unknown:
