@@ -66,6 +66,13 @@ def _peak_mb() -> float:
     return max(own, children) * scale / 1e6
 
 
+def _step_seconds(pipeline: Any) -> dict[str, float]:
+    """Seconds of each of dlt's steps (extract, normalize, load, run) in the last run."""
+    return {
+        step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps
+    }
+
+
 def case_duckdb(csv_path: str, db_path: str) -> dict[str, Any]:
     """DuckDB's own reader with its defaults, straight from the local file into a table."""
     import duckdb
@@ -101,9 +108,7 @@ def case_dlt_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]
     started = time.perf_counter()
     pipeline.run(dlt.resource(batches, name="trips", write_disposition="append"))
     seconds = time.perf_counter() - started
-    steps = {
-        step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps
-    }
+    steps = _step_seconds(pipeline)
     with duckdb.connect(db_path, read_only=True) as con:
         rows = con.execute("SELECT count(*) FROM floor_data.trips").fetchone()[0]
     return {"seconds": seconds, "rows": rows, "steps": steps}
@@ -147,9 +152,7 @@ def case_connector(
     started = time.perf_counter()
     pipeline.run(source)
     seconds = time.perf_counter() - started
-    steps = {
-        step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps
-    }
+    steps = _step_seconds(pipeline)
     with duckdb.connect(db_path, read_only=True) as con:
         rows = con.execute("SELECT count(*) FROM tikpay_data.trips").fetchone()[0]
         described = con.execute("DESCRIBE tikpay_data.trips").fetchall()

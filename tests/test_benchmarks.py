@@ -14,17 +14,22 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Path) -> None:
+def run_benchmark(script: str, *args: str, cwd: Path) -> list[str]:
+    """The script's output lines, after checking that it exited 0."""
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_load.py"), "--rows", "5000", "--big-rows", "0"],
+        [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=tmp_path,
+        cwd=cwd,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Path) -> None:
+    lines = run_benchmark("bench_load.py", "--rows", "5000", "--big-rows", "0", cwd=tmp_path)
     for label in ("duckdb read_csv 5,000", "dlt floor 5,000", "connector csv 5,000", "connector xml 5,000"):
         assert any(line.startswith(label) for line in lines), label
     last = lines[-4:]
@@ -35,16 +40,7 @@ def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Pat
 
 
 def test_the_request_benchmark_runs_and_meets_its_daily_target_on_a_short_simulation(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_requests.py"), "--days", "3", "--backfill-days", "8"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+    lines = run_benchmark("bench_requests.py", "--days", "3", "--backfill-days", "8", cwd=tmp_path)
     assert any(line.startswith("(a) daily, every later run         runs   2  windows    8") for line in lines)
     assert any(line.startswith("(b) 8-day backfill, all runs") for line in lines)
     assert lines[-1] == "daily incremental run: 1.250 requests per window (target <= 1.25): met"
