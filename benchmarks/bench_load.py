@@ -87,16 +87,16 @@ def case_duckdb(csv_path: str, db_path: str) -> dict[str, Any]:
 def case_dlt_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]:
     """dlt's own Arrow path and nothing else: DuckDB's reader hands batches to a bare resource.
 
-    Same batch size and dlt settings as the connector; append, so no staging copy and no
+    Same batch size, reader settings and dlt settings as the connector; append, so no staging copy and no
     merge. This is the least time any source that hands dlt Arrow batches can take.
     """
     import dlt
     import duckdb
 
-    from tikpay_source.settings import BATCH_ROWS
+    from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG
 
     def batches() -> Any:
-        with duckdb.connect(config={"threads": 2, "memory_limit": "128MB"}) as con:
+        with duckdb.connect(config=READER_DUCKDB_CONFIG) as con:
             yield from con.sql(f"SELECT * FROM read_csv('{csv_path}')").to_arrow_reader(BATCH_ROWS)
 
     pipeline = dlt.pipeline(

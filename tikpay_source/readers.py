@@ -27,12 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tikpay_source.errors import ReportFileError
-from tikpay_source.settings import BATCH_ROWS
+from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG
 from tikpay_source.xml_reports import xml_to_csv
 
-# DuckDB streams the file, so a larger buffer buys no speed, only memory: 128 MB keeps the
-# whole-file type sniffing and the read at the same ceiling for 1 and 5 million rows.
-_DUCKDB_CONFIG = {"threads": 2, "memory_limit": "128MB"}
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
 
 
@@ -105,7 +102,7 @@ def _read_csv(
     use the sniffed columns with auto-detection off, which also means the read cannot
     come to a different conclusion than the check did.
     """
-    with duckdb.connect(config=_DUCKDB_CONFIG) as con:
+    with duckdb.connect(config=READER_DUCKDB_CONFIG) as con:
         typed = _typed_source(path, _reporting_errors(lambda: _sniff(con, path), None), known_types)
         _reporting_errors(lambda: _check(con, typed), typed)
         reader = _reporting_errors(
