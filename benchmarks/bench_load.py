@@ -28,7 +28,6 @@ Run it with ``python benchmarks/bench_load.py`` (about five minutes on two cores
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -122,7 +121,6 @@ def case_connector(
     import duckdb
 
     from tikpay_source import tikpay
-    from tikpay_source.progress import Progress
     from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
     work = Path(work_dir)
@@ -147,7 +145,6 @@ def case_connector(
         ledger_dir=str(work / "ledger"),
         poll_interval=0.1,
         max_wait=120,
-        progress=Progress(stream=io.StringIO(), live=False),
     )
     started = time.perf_counter()
     pipeline.run(source)
@@ -203,7 +200,9 @@ def prepare(rows: int, file_types: tuple[str, ...], scratch: Path) -> Prepared:
     The connector later adopts these jobs (same report type, window and file type), so
     the file it downloads is already on the sandbox's disk.
     """
-    from tikpay_source.client import Credentials, TikpayClient
+    from tikpay_source.budget import RequestBudget
+    from tikpay_source.client import TikpayClient
+    from tikpay_source.config import Credentials
     from tikpay_source.quota import RequestLedger
     from tikpay_source.sandbox import (
         DEMO_API_KEY,
@@ -221,7 +220,9 @@ def prepare(rows: int, file_types: tuple[str, ...], scratch: Path) -> Prepared:
     sandbox = Sandbox(settings).start()
     ledger = RequestLedger(scratch / "bench-ledger", DEMO_API_KEY, limit=1000)
     credentials = Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY)
-    client = TikpayClient(sandbox.base_url, sandbox.token_url, credentials, ledger)
+    client = TikpayClient(
+        sandbox.base_url, sandbox.token_url, credentials, RequestBudget.within_quota(ledger)
+    )
     files: dict[str, Path] = {}
     render: dict[str, float] = {}
     try:

@@ -25,7 +25,6 @@ import dlt
 import time_machine
 
 from tikpay_source import run_summary, tikpay
-from tikpay_source.progress import Progress
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox, SandboxSettings
 
 SYDNEY = ZoneInfo("Australia/Sydney")
@@ -83,7 +82,6 @@ def simulate(days: int, backfill_days: int, scratch: Path) -> tuple[Tally, Tally
                     ledger_dir=str(scratch / "ledger"),
                     poll_interval=0.2,
                     max_wait=30,
-                    progress=Progress(quiet=True),
                 )
             )
             summary = run_summary(pipeline)

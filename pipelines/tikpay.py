@@ -1,38 +1,76 @@
 """Load Tikpay reports into a warehouse: ``python pipelines/tikpay.py --help``.
 
-Flags override the ``[sources.tikpay]`` configuration for one run. Exit codes: 0 done,
-1 failed, 2 bad input, 3 stopped for quota (try again later), 4 some windows failed.
+Flags override the ``[sources.tikpay]`` configuration for one run; the pipeline's
+``destination_type`` and ``dataset_name`` come from dlt's configuration as usual, with
+DuckDB and ``tikpay_data`` when nothing is set. Exit codes: 0 done, 1 failed, 2 bad
+input, 3 stopped for quota (try again later), 4 some windows failed, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import dlt
+import dlt.destinations
 from dlt.common.configuration.exceptions import ConfigurationException, ConfigValueCannotBeCoercedException
+from dlt.common.configuration.providers import DictionaryProvider
+from dlt.common.configuration.providers.toml import TomlProviderReadException
+from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import DltException
 
-from tikpay_source import TikpayError, run_summary, tikpay
+from tikpay_source import TikpayError, plan_next_run, run_summary, tikpay
+from tikpay_source.config import OPTIONS
 from tikpay_source.errors import ConfigError
-from tikpay_source.planning import plan_next_run
+from tikpay_source.progress import show_progress
 from tikpay_source.settings import (
     DATASET_NAME,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     PIPELINE_NAME,
     SANDBOX_PIPELINE_NAME,
 )
 
 SANDBOX_BACKFILL_DAYS = 2
+INTERRUPTED = "interrupted: nothing of this run was committed; the next run resumes safely"
+
+# The script's defaults, as dlt's last configuration provider: any setting in the environment
+# or the .dlt files wins. Left alone, DuckDB buffers up to 80% of RAM while loading; the
+# memory limit keeps a large report's load flat (and faster).
+SCRIPT_DEFAULTS: dict[str, Any] = {
+    "destination_type": "duckdb",
+    "dataset_name": DATASET_NAME,
+    "destination": {
+        "duckdb": {
+            "credentials": {"global_config": {"memory_limit": "128MB", "preserve_insertion_order": False}}
+        }
+    },
+}
+_FLAG_TYPES = {int: int, float: float}
+
+
+class ScriptDefaults(DictionaryProvider):
+    """The script's defaults (:data:`SCRIPT_DEFAULTS`), consulted after every other provider."""
+
+    NAME = "tikpay script defaults"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._config_doc = SCRIPT_DEFAULTS
+
+    @property
+    def name(self) -> str:
+        return self.NAME
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,31 +79,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Load Tikpay Data API reports (CUSTOMERS, PAYMENTS, TAPS, TRIPS) with dlt. "
         "Flags override [sources.tikpay] in .dlt/config.toml for this run.",
         epilog="Exit codes: 0 done, 1 failed, 2 bad input, 3 stopped for quota (run again later), "
-        "4 some windows failed.",
+        "4 some windows failed, 130 interrupted.",
     )
     parser.add_argument(
         "--sandbox", action="store_true", help="run against a built-in sandbox API on loopback"
     )
-    parser.add_argument("--report-types", help="comma-separated, e.g. TRIPS,TAPS (default: all four)")
-    parser.add_argument("--start", help="local time where a report type's first run begins, e.g. 2025-01-01")
-    parser.add_argument("--end", help="local upper bound (default: last complete window before now - lag)")
-    parser.add_argument("--window", help="ISO 8601 window size: P1D, P7D, PT6H, ...")
-    parser.add_argument("--file-type", choices=("csv", "xml"), help="report file format (default csv)")
-    parser.add_argument("--timezone", help="the operator's IANA timezone (default Australia/Sydney)")
-    parser.add_argument("--max-requests", type=int, help="most API requests this run may spend (default 20)")
-    parser.add_argument("--max-wait", type=float, help="most seconds to wait for jobs in this run")
-    parser.add_argument("--poll-interval", type=float, help="seconds between job-list polls")
+    for option in OPTIONS:
+        if option.flag is None:
+            continue
+        meaning = option.meaning.replace("`", "")
+        if option.annotation is bool:
+            parser.add_argument(
+                option.flag, dest=option.name, action="store_true", default=None, help=meaning
+            )
+        else:
+            kind = _FLAG_TYPES.get(option.annotation, str)
+            parser.add_argument(option.flag, dest=option.name, type=kind, help=meaning)
     parser.add_argument(
         "--plan", action="store_true", help="print what a run would submit and spend, without any API request"
     )
-    parser.add_argument("--retry-failed", action="store_true", help="retry windows that failed repeatedly")
     parser.add_argument(
         "--destination",
         help="dlt destination: duckdb (default), postgres, filesystem, bigquery, ... "
         "(or destination_type in .dlt/config.toml, or DESTINATION_TYPE)",
     )
     parser.add_argument(
-        "--dataset", default=DATASET_NAME, help=f"dataset (schema) name (default {DATASET_NAME})"
+        "--dataset", help=f"dataset (schema) name (or dataset_name in config; default {DATASET_NAME})"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     return parser.parse_args(argv)
@@ -73,18 +112,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def source_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Only the flags the user gave: everything else comes from dlt config."""
-    chosen = {
-        "report_types": args.report_types,
-        "start_time": args.start,
-        "end_time": args.end,
-        "window": args.window,
-        "file_type": args.file_type,
-        "timezone": args.timezone,
-        "max_requests": args.max_requests,
-        "max_wait": args.max_wait,
-        "poll_interval": args.poll_interval,
-    }
-    return {name: value for name, value in chosen.items() if value is not None}
+    given = {option.name: getattr(args, option.name) for option in OPTIONS if option.flag}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 @contextlib.contextmanager
@@ -110,24 +139,17 @@ def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield settings | overrides
 
 
-# Left alone, DuckDB buffers up to 80% of RAM while loading; this keeps a large report's load
-# flat (and faster). A value set in the environment or in config wins.
-DUCKDB_LOAD_SETTINGS = '{"memory_limit": "128MB", "preserve_insertion_order": false}'
-
-
 def make_pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline; a flag wins over dlt's configuration, which wins over the script's defaults."""
+    if all(provider.name != ScriptDefaults.NAME for provider in dlt.config.config_providers):
+        dlt.config.register_provider(ScriptDefaults())
+    chosen = {"destination": args.destination, "dataset_name": args.dataset}
     name = SANDBOX_PIPELINE_NAME if args.sandbox else PIPELINE_NAME
-    # one flag or one setting switches the warehouse; DuckDB when neither is given
-    destination = args.destination or dlt.config.get("destination_type", str) or "duckdb"
-    if destination == "duckdb" and dlt.config.get("destination.duckdb.credentials.global_config") is None:
-        os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = DUCKDB_LOAD_SETTINGS
-    return dlt.pipeline(pipeline_name=name, destination=destination, dataset_name=args.dataset)
+    return dlt.pipeline(pipeline_name=name, **{k: v for k, v in chosen.items() if v})
 
 
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
-    from tikpay_source.progress import Progress
-
-    source = tikpay(**settings, progress=Progress(quiet=args.quiet))  # validates before any request
+    source = tikpay(**settings)  # validates before any request
     pipeline = make_pipeline(args)
     if args.plan:
         return show_plan(pipeline, source)
@@ -136,7 +158,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         pipeline.normalize()  # the package's file format was fixed when it was extracted
         pipeline.load()
     pipeline.run(source, loader_file_format=file_format_for(pipeline))
-    summary = run_summary(pipeline)
+    summary = run_summary(pipeline, source)
     make_views(pipeline, quiet=args.quiet)
     where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
     print(f"pipeline {pipeline.pipeline_name}: {where}")
@@ -176,7 +198,7 @@ def show_plan(pipeline: Any, source: Any) -> int:
     return EXIT_OK
 
 
-def _root_cause(exc: BaseException) -> BaseException:
+def root_cause(exc: BaseException) -> BaseException:
     """dlt wraps a step's failure; the user wants the innermost reason."""
     seen = exc
     while True:
@@ -186,32 +208,55 @@ def _root_cause(exc: BaseException) -> BaseException:
         seen = inner
 
 
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """One line for the user and the exit code, for anything a run can end with."""
+    if isinstance(exc, TomlProviderReadException):
+        where = next((p for p in exc.full_paths if Path(p).is_file()), exc.file_name)
+        reason = " ".join(str(exc).splitlines()[1:]).strip() or "it is not valid TOML"
+        return f"{where} is not valid TOML: {reason}", EXIT_BAD_INPUT
+    if isinstance(exc, UnknownDestinationModule):
+        choices = ", ".join(sorted(name for name in dlt.destinations.__all__ if name != "destination"))
+        return f"destination {exc.ref!r} is not a dlt destination; choose one of {choices}", EXIT_BAD_INPUT
+    if isinstance(exc, ConfigValueCannotBeCoercedException):
+        expected = getattr(exc.hint, "__name__", str(exc.hint))
+        return f"{exc.field_name} {exc.field_value!r} is not a valid {expected}", EXIT_BAD_INPUT
+    if isinstance(exc, ConfigError | ConfigurationException):
+        return str(exc).strip().splitlines()[0], EXIT_BAD_INPUT
+    if isinstance(exc, TikpayError):
+        return str(exc), EXIT_FAILED
+    if isinstance(exc, DltException):
+        cause = root_cause(exc)
+        if cause is not exc:
+            return error_line(cause)
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "), EXIT_FAILED
+
+
+def _interrupt(signum: int, _frame: Any) -> NoReturn:
+    """SIGTERM (a scheduler cancelling the job) ends the run as Ctrl-C does."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = source_overrides(args)
+    signal.signal(signal.SIGTERM, _interrupt)
+    show_progress(quiet=args.quiet)
     try:
         if args.sandbox:
             with sandbox_settings(overrides) as settings:
                 return run(args, settings)
         return run(args, overrides)
-    except ConfigValueCannotBeCoercedException as exc:
-        expected = getattr(exc.hint, "__name__", str(exc.hint))
-        print(f"error: {exc.field_name} {exc.field_value!r} is not a valid {expected}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ConfigError, ConfigurationException) as exc:
-        print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except DltException as exc:
-        cause = _root_cause(exc)
-        if isinstance(cause, TikpayError):
-            print(f"error: {cause}", file=sys.stderr)
-            return EXIT_BAD_INPUT if isinstance(cause, ConfigError) else EXIT_FAILED
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        print(f"error: {type(cause).__name__}: {first}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
-        print("interrupted: nothing of this run was committed; the next run resumes safely", file=sys.stderr)
-        return 130
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if isinstance(root_cause(exc), KeyboardInterrupt):  # dlt wraps an interrupt in its step's failure
+            print(INTERRUPTED, file=sys.stderr)
+            return EXIT_INTERRUPTED
+        line, code = error_line(exc)
+        print(f"error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ def cli_env(sandbox: Sandbox | None, tmp: Path, **extra: str) -> dict[str, str]:
     return env | extra
 
 
+def one_day_args(report_type: str, *, poll_interval: str = "0.1") -> list[str]:
+    """Flags for a run of one report type over 2025-03-01, polling quickly."""
+    return ["--report-types", report_type, "--start", "2025-03-01", "--end", "2025-03-02",
+            "--poll-interval", poll_interval]  # fmt: skip
+
+
 def run_cli(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.sources import DltSource
 from warehouses import Warehouse, make_warehouse
 
 from tikpay_source import RunSummary, run_summary, tikpay
-from tikpay_source.progress import Progress
+from tikpay_source.progress import ConsoleRenderer, log
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
+from tikpay_source.settings import REPORT_TABLES
 
 # (kind, PostgreSQL DSN) that a Harness built without an explicit warehouse loads into
 _loading_into: ContextVar[tuple[str, str | None]] = ContextVar("loading_into", default=("duckdb", None))
@@ -82,7 +84,6 @@ class Harness:
             "ledger_dir": str(self.tmp / "ledger"),
             "poll_interval": 0.05,
             "max_wait": 20,
-            "progress": Progress(stream=self.output, live=False),
             **overrides,
         }
 
@@ -94,12 +95,32 @@ class Harness:
             dataset_name=self.warehouse.dataset,
         )
 
+    def source(self, **overrides: Any) -> DltSource:
+        """The real source with this harness's settings (and ``overrides``)."""
+        return tikpay(**self.settings(**overrides))
+
     def run(self, **overrides: Any) -> RunSummary:
+        return self.load(self.source(**overrides))
+
+    def load(self, source: DltSource, **run_options: Any) -> RunSummary:
+        """Run ``source`` (a selection or a clone, say) in this harness's pipeline; its summary."""
         pipeline = self.pipeline()
-        pipeline.run(
-            tikpay(**self.settings(**overrides)), loader_file_format=self.warehouse.loader_file_format
-        )
-        return run_summary(pipeline)
+        with self.capturing_progress():
+            pipeline.run(source, loader_file_format=self.warehouse.loader_file_format, **run_options)
+        return run_summary(pipeline, source)
+
+    @contextlib.contextmanager
+    def capturing_progress(self) -> Iterator[None]:
+        """What the ``tikpay`` logger says during a run, rendered as the script does, into ``output``."""
+        renderer = ConsoleRenderer(self.output, live=False)
+        level = log.level
+        log.addHandler(renderer)
+        log.setLevel("INFO")
+        try:
+            yield
+        finally:
+            log.removeHandler(renderer)
+            log.setLevel(level)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of a DuckDB-dialect query over the dataset's tables, run where the data lives."""
@@ -122,6 +143,11 @@ class Harness:
 
     def submissions_for(self, report_type: str) -> list[tuple[str, str]]:
         return [(s["startTime"], s["endTime"]) for s in self.sandbox.submissions(report_type)]
+
+
+def assert_exact(h: Harness, report_type: str, windows: list[tuple[str, str]]) -> None:
+    """Every window's rows are in the table exactly once: counts equal the sandbox's ground truth."""
+    assert h.rows_per_window(REPORT_TABLES[report_type]) == h.truth_per_window(report_type, windows)
 
 
 def daily(start: str, days: int) -> list[tuple[str, str]]:

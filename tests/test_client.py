@@ -13,9 +13,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tikpay_source.client import ApiJob, SubmissionUncertain, TikpayClient, parse_retry_after
+from tikpay_source.api import ApiJob, parse_retry_after
+from tikpay_source.budget import RequestBudget
+from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
-from tikpay_source.errors import ApiError, AuthError, QuotaExhausted
+from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, SubmissionUncertain
 from tikpay_source.quota import RequestLedger
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
 from tikpay_source.settings import MAX_TRANSIENT_RETRIES, RETRY_BACKOFF_SECONDS
@@ -65,7 +67,7 @@ def make_client(tmp_path: Path, sleeps: list[float]) -> Iterator[ClientFactory]:
             sb.base_url,
             sb.token_url,
             credentials or demo_credentials(),
-            ledger or RequestLedger(tmp_path / "ledger", DEMO_API_KEY),
+            RequestBudget.within_quota(ledger or RequestLedger(tmp_path / "ledger", DEMO_API_KEY)),
             sleep=sleeps.append,
             **kwargs,
         )
@@ -121,7 +123,7 @@ def test_wrong_secret_is_auth_error_without_the_secret(sandbox: Sandbox, make_cl
     assert secret not in str(caught.value)
     assert secret not in repr(caught.value)
     assert requests_to(sandbox, LIST_PATH) == []
-    assert client.ledger.used() == 0
+    assert client.budget.ledger.used() == 0
 
 
 def test_wrong_api_key_refreshes_once_then_auth_error(sandbox: Sandbox, make_client: ClientFactory) -> None:
@@ -185,7 +187,9 @@ def test_every_request_is_in_the_ledger_before_it_is_sent(sandbox: Sandbox, tmp_
         return time.time()
 
     ledger = RequestLedger(tmp_path / "ledger", DEMO_API_KEY, clock=clock)
-    client = TikpayClient(sandbox.base_url, sandbox.token_url, demo_credentials(), ledger)
+    client = TikpayClient(
+        sandbox.base_url, sandbox.token_url, demo_credentials(), RequestBudget.within_quota(ledger)
+    )
     try:
         for number, call in enumerate(
             [client.list_jobs, lambda: client.submit("TAPS", *DAY, "csv"), client.list_jobs]
@@ -198,7 +202,7 @@ def test_every_request_is_in_the_ledger_before_it_is_sent(sandbox: Sandbox, tmp_
         client.close()
     lines = ledger.path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3
-    assert ledger.used() == sandbox.quota_used() == client.requests_sent == 3
+    assert ledger.used() == sandbox.quota_used() == client.budget.spent == 3
 
 
 def test_expired_token_is_refreshed_once(sandbox: Sandbox, make_client: ClientFactory) -> None:
@@ -210,7 +214,7 @@ def test_expired_token_is_refreshed_once(sandbox: Sandbox, make_client: ClientFa
     assert len(requests_to(sandbox, TOKEN_PATH)) == 2
     assert [r["status"] for r in requests_to(sandbox, LIST_PATH)] == [200, 401, 200]
     # the refused attempt was sent with the key, so the ledger counts it (conservative)
-    assert client.ledger.used() == 3
+    assert client.budget.ledger.used() == 3
 
 
 def test_bad_request_is_api_error_naming_error_id_and_not_retried(
@@ -240,7 +244,7 @@ def test_list_5xx_once_is_retried(
     assert client.list_jobs() == []
     assert [r["status"] for r in requests_to(sandbox, LIST_PATH)] == [status, 200]
     assert sleeps == [RETRY_BACKOFF_SECONDS]
-    assert client.ledger.used() == sandbox.quota_used() == client.requests_sent == 2
+    assert client.budget.ledger.used() == sandbox.quota_used() == client.budget.spent == 2
 
 
 def test_list_5xx_forever_gives_up_after_bounded_attempts(
@@ -253,7 +257,7 @@ def test_list_5xx_forever_gives_up_after_bounded_attempts(
         client.list_jobs()
     assert [r["status"] for r in requests_to(sandbox, LIST_PATH)] == [500] * (MAX_TRANSIENT_RETRIES + 1)
     assert len(sleeps) == MAX_TRANSIENT_RETRIES
-    assert client.ledger.used() == 3
+    assert client.budget.ledger.used() == 3
 
 
 def test_submit_5xx_is_uncertain_and_never_retried(
@@ -266,7 +270,7 @@ def test_submit_5xx_is_uncertain_and_never_retried(
         client.submit("TAPS", *DAY, "csv")
     assert [r["status"] for r in requests_to(sandbox, SUBMIT_PATH, "POST")] == [500]
     assert sleeps == []
-    assert client.ledger.used() == 1
+    assert client.budget.ledger.used() == 1
 
 
 def test_slow_submit_is_uncertain_and_not_retried(sandbox: Sandbox, make_client: ClientFactory) -> None:
@@ -280,7 +284,7 @@ def test_slow_submit_is_uncertain_and_not_retried(sandbox: Sandbox, make_client:
         time.sleep(0.05)
     assert len(sandbox.submissions()) == 1  # the server did accept it after the client gave up
     assert len(requests_to(sandbox, SUBMIT_PATH, "POST")) == 1
-    assert client.requests_sent == client.ledger.used() == 1
+    assert client.budget.spent == client.budget.ledger.used() == 1
 
 
 def test_token_5xx_is_retried_and_not_counted(
@@ -292,7 +296,7 @@ def test_token_5xx_is_retried_and_not_counted(
     assert client.list_jobs() == []
     assert [r["status"] for r in requests_to(sandbox, TOKEN_PATH)] == [503, 200]
     assert sleeps == [RETRY_BACKOFF_SECONDS]
-    assert client.ledger.used() == sandbox.quota_used() == 1
+    assert client.budget.ledger.used() == sandbox.quota_used() == 1
 
 
 # --- 429 and quota ----------------------------------------------------------------------
@@ -312,7 +316,7 @@ def test_short_retry_after_is_waited_out_once(
     assert 0 <= sleeps[0] <= 1.0
     if fmt == "seconds":
         assert sleeps[0] > 0.5
-    assert client.ledger.blocked_until() is None
+    assert client.budget.ledger.blocked_until() is None
 
 
 @pytest.mark.parametrize("fmt", ["seconds", "http-date"])
@@ -335,7 +339,7 @@ def test_long_retry_after_blocks_the_key(
     assert retry_at is not None
     assert before + timedelta(seconds=3598) <= retry_at <= after + timedelta(seconds=3601)
     assert sleeps == []
-    blocked = client.ledger.blocked_until()
+    blocked = client.budget.ledger.blocked_until()
     assert blocked == pytest.approx(retry_at.timestamp(), abs=0.01)
 
     seen = len(sb.api_requests)
@@ -345,7 +349,7 @@ def test_long_retry_after_blocks_the_key(
     assert again.value.retry_at is not None
     assert again.value.retry_at.timestamp() == pytest.approx(blocked, abs=1)
     assert len(sb.api_requests) == seen  # not even a token request
-    assert fresh.requests_sent == 0
+    assert fresh.budget.spent == 0
 
 
 def test_real_quota_stops_the_fourth_call(
@@ -387,8 +391,8 @@ def test_slow_list_beyond_timeout_is_retried(
     assert client.list_jobs() == []
     assert time.monotonic() - started < 1.0  # the client gave up on the slow answer
     assert sleeps == [RETRY_BACKOFF_SECONDS]
-    assert client.requests_sent == 2
-    assert client.ledger.used() == 2
+    assert client.budget.spent == 2
+    assert client.budget.ledger.used() == 2
 
 
 # --- parse_retry_after ------------------------------------------------------------------
@@ -447,7 +451,10 @@ def test_a_redirect_is_not_followed_so_the_api_key_never_reaches_another_host(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     ledger = RequestLedger(tmp_path, DEMO_API_KEY)
     client = TikpayClient(
-        f"http://127.0.0.1:{server.server_address[1]}/v1", sandbox.token_url, demo_credentials(), ledger
+        f"http://127.0.0.1:{server.server_address[1]}/v1",
+        sandbox.token_url,
+        demo_credentials(),
+        RequestBudget.within_quota(ledger),
     )
     try:
         with pytest.raises(ApiError, match="redirected"):

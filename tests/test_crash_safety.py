@@ -138,7 +138,7 @@ def test_a_file_damaged_while_it_is_read_fails_the_whole_run_and_the_next_run_lo
         return item
 
     source = tikpay(**harness.settings(**one_day))
-    source.report_jobs.add_map(cut_the_file_short)
+    source.trips.add_map(cut_the_file_short)
     with pytest.raises(PipelineStepFailed) as failed:
         harness.pipeline().run(source)
     assert damaged and damaged[0] > 64_000_000  # larger than what DuckDB reads ahead

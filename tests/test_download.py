@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tikpay_source.client import ApiJob, TikpayClient
+from tikpay_source.api import ApiJob
+from tikpay_source.budget import RequestBudget
+from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
 from tikpay_source.download import download_report
 from tikpay_source.errors import LinkExpired, ReportFileError
@@ -32,7 +34,7 @@ def _client(sb: Sandbox, ledger_dir: Path) -> TikpayClient:
         sb.base_url,
         sb.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestLedger(ledger_dir, DEMO_API_KEY),
+        RequestBudget.within_quota(RequestLedger(ledger_dir, DEMO_API_KEY)),
         sleep=lambda _seconds: None,
     )
 

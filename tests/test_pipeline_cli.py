@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
-from cli import cli_env, run_cli
+from cli import SCRIPT, cli_env, one_day_args, run_cli, wait_for
 
 from tikpay_source.sandbox import Sandbox
-from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
+INTERRUPTED = "interrupted: nothing of this run was committed; the next run resumes safely"
 
 
 def test_help_lists_the_common_flags(tmp_path: Path) -> None:
@@ -107,3 +114,82 @@ def test_numbers_and_dates_out_of_range_are_one_line(
     assert result.returncode == EXIT_BAD_INPUT and "Traceback" not in result.stderr
     assert all(name in result.stderr.strip().splitlines()[-1] for name in names), result.stderr
     assert sandbox.api_requests == []
+
+
+def test_a_destination_typo_exits_2_naming_the_choices(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run_cli(["--destination", "duckbd"], cli_env(sandbox, tmp_path), tmp_path)
+
+    assert result.returncode == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: destination 'duckbd' is not a dlt destination; choose one of ")
+    assert all(name in line for name in ("duckdb", "postgres", "filesystem", "bigquery", "snowflake"))
+    assert sandbox.api_requests == []
+
+
+def test_a_malformed_config_file_is_named_with_its_line_and_reason(sandbox: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text('[sources.tikpay]\nwindow = "P1D\nlag = "PT1H"\n')
+    result = run_cli([], cli_env(sandbox, tmp_path), tmp_path)
+
+    assert result.returncode == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and ".dlt/config.toml is not valid TOML: " in line
+    assert "line 2" in line and "not allowed in strings" in line  # the file, the line and tomlkit's reason
+    assert sandbox.api_requests == []
+
+
+def test_dlt_settings_choose_the_dataset_and_destination(sandbox: Sandbox, tmp_path: Path) -> None:
+    """``dataset_name`` and ``destination_type`` are dlt's own settings; a flag still wins over them."""
+    args = one_day_args("TRIPS")
+    env = cli_env(sandbox, tmp_path, DATASET_NAME="ops_reports")
+    from_config = run_cli(args, env, tmp_path)
+    assert from_config.returncode == EXIT_OK, from_config.stderr
+    assert "pipeline tikpay: duckdb dataset ops_reports" in from_config.stdout
+
+    files = tmp_path / "lake"
+    env |= {"DESTINATION_TYPE": "filesystem", "DESTINATION__FILESYSTEM__BUCKET_URL": str(files)}
+    on_files = run_cli([*args, "--dataset", "lake_reports"], env, tmp_path)
+    assert on_files.returncode == EXIT_OK, on_files.stderr
+    assert "pipeline tikpay: filesystem dataset lake_reports" in on_files.stdout
+    assert any((files / "lake_reports" / "trips").glob("*.parquet"))
+
+
+def test_every_setting_with_a_flag_is_in_help_and_the_readme_table_is_the_declared_one(
+    tmp_path: Path,
+) -> None:
+    from tikpay_source.config import OPTIONS, settings_table
+
+    result = run_cli(["--help"], cli_env(None, tmp_path), tmp_path)
+    assert all(option.flag in result.stdout for option in OPTIONS if option.flag)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert settings_table() in readme
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_exits_130_with_one_line_and_the_next_run_adopts_its_jobs(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path, sent: signal.Signals
+) -> None:
+    sandbox = make_sandbox(complete_after_list_calls=1)
+    env = cli_env(sandbox, tmp_path)
+    args = ["--report-types", "TRIPS", "--start", "2025-03-01", "--end", "2025-03-03"]
+    running = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args, "--poll-interval", "30"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(sandbox.submissions()) == 2)
+        time.sleep(0.3)  # into the wait between polls
+        running.send_signal(sent)
+        out, err = running.communicate(timeout=60)
+    finally:
+        running.kill()
+
+    assert running.returncode == EXIT_INTERRUPTED, out + err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == INTERRUPTED
+    resumed = run_cli([*args, "--poll-interval", "0.1"], env, tmp_path)
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert len(sandbox.submissions()) == 2 and "2 jobs adopted" in resumed.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tikpay_source.budget import RequestBudget
 from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
 from tikpay_source.quota import RequestLedger, key_fingerprint
@@ -98,7 +99,7 @@ def test_client_ledger_never_holds_the_key(sandbox: Sandbox, tmp_path: Path) -> 
         sandbox.base_url,
         sandbox.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        ledger,
+        RequestBudget.within_quota(ledger),
     )
     try:
         client.submit("TAPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00", "csv")

@@ -13,7 +13,9 @@ import pyarrow as pa
 import pytest
 
 from tikpay_source import readers, xml_reports
-from tikpay_source.client import ApiJob, TikpayClient
+from tikpay_source.api import ApiJob
+from tikpay_source.budget import RequestBudget
+from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
 from tikpay_source.download import download_report
 from tikpay_source.errors import ReportFileError
@@ -47,7 +49,7 @@ def fetch(sandbox: Sandbox, tmp_path: Path) -> Iterator[Fetch]:
         sandbox.base_url,
         sandbox.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestLedger(tmp_path / "ledger", DEMO_API_KEY, limit=1000),
+        RequestBudget.within_quota(RequestLedger(tmp_path / "ledger", DEMO_API_KEY, limit=1000)),
         sleep=lambda _seconds: None,
     )
     files = tmp_path / "files"
@@ -219,7 +221,7 @@ def test_other_timezone_is_applied(make_sandbox: Callable[..., Sandbox], tmp_pat
         sb.base_url,
         sb.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestLedger(tmp_path / "ledger", DEMO_API_KEY),
+        RequestBudget.within_quota(RequestLedger(tmp_path / "ledger", DEMO_API_KEY)),
     )
     try:
         job_id = client.submit("PAYMENTS", *DAY, "csv")

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import Harness, daily
+from harness import Harness, assert_exact, daily
 
 from tikpay_source import tikpay
+from tikpay_source.budget import RequestBudget
 from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
 from tikpay_source.quota import RequestLedger
@@ -21,11 +22,6 @@ MakeSandbox = Callable[..., Sandbox]
 @pytest.fixture
 def harness(sandbox: Sandbox, tmp_path: Path) -> Harness:
     return Harness(sandbox, tmp_path)
-
-
-def assert_exact(h: Harness, report_type: str, windows: list[tuple[str, str]]) -> None:
-    """Every window's rows are in the table exactly once: counts equal the sandbox's ground truth."""
-    assert h.rows_per_window(REPORT_TABLES[report_type]) == h.truth_per_window(report_type, windows)
 
 
 def test_multi_day_backfill_loads_every_report_row_exactly_once(harness: Harness) -> None:
@@ -184,7 +180,7 @@ def test_a_job_submitted_before_a_crash_is_adopted_not_submitted_again(harness: 
         harness.sandbox.base_url,
         harness.sandbox.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestLedger(harness.tmp / "ledger", DEMO_API_KEY),
+        RequestBudget.within_quota(RequestLedger(harness.tmp / "ledger", DEMO_API_KEY)),
     )
     orphan = client.submit("TRIPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00", "csv")
     client.close()
@@ -245,7 +241,7 @@ def test_a_timezone_that_disagrees_with_the_api_stops_before_submitting(harness:
 
 def test_building_the_source_makes_no_request(harness: Harness) -> None:
     source = tikpay(**harness.settings(start_time="2025-03-01", end_time="2025-03-02"))
-    assert list(source.resources) == ["report_jobs"]
+    assert list(source.resources) == ["report_jobs", "customers", "payments", "taps", "trips"]
     assert harness.sandbox.api_requests == [] and harness.sandbox.download_requests == []
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from cli import cli_env, run_cli
+from cli import cli_env, one_day_args, run_cli
 from harness import Harness, daily
 from warehouses import FilesystemWarehouse, PostgresWarehouse, Warehouse
 
@@ -123,16 +123,7 @@ def test_the_script_writes_parquet_files_with_one_setting(sandbox: Sandbox, tmp_
         DESTINATION_TYPE="filesystem",
         DESTINATION__FILESYSTEM__BUCKET_URL=str(target.bucket),
     )
-    args = [
-        "--report-types",
-        "TAPS",
-        "--start",
-        "2025-03-01",
-        "--end",
-        "2025-03-02",
-        "--poll-interval",
-        "0.1",
-    ]
+    args = one_day_args("TAPS")
     result = run_cli(args, env, tmp_path)
 
     assert result.returncode == EXIT_OK, result.stderr

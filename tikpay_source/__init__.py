@@ -1,24 +1,33 @@
 """A dlt source for the Tikpay Data API: report jobs over incremental windows, loaded exactly once.
 
-Building the source only validates its configuration; every request is made while the
-``report_jobs`` resource is iterated, so orchestrators can build it when they load code.
+The source has five resources: ``report_jobs`` plans, submits and tracks the jobs (and
+loads their metadata), and ``customers``, ``payments``, ``taps`` and ``trips`` each load
+the rows of their report type from the files of those jobs. Selecting resources selects
+report types::
 
     import dlt
     from tikpay_source import tikpay
 
     pipeline = dlt.pipeline("tikpay", destination="duckdb", dataset_name="tikpay_data")
-    pipeline.run(tikpay())
+    pipeline.run(tikpay().with_resources("report_jobs", "trips"))  # TRIPS alone
+
+Building the source only validates its configuration; every request is made while the
+resources are iterated, so orchestrators can build it when they load code.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import dlt
+import pyarrow as pa
+from dlt.common.exceptions import DltException
 from dlt.sources import DltResource
 
-from tikpay_source.config import TikpayConfig, build_config
+from tikpay_source.budget import plan_next_run
+from tikpay_source.config import OPTIONS, TikpayConfig, build_config
 from tikpay_source.errors import (
     ApiError,
     AuthError,
@@ -28,21 +37,12 @@ from tikpay_source.errors import (
     ReportFileError,
     TikpayError,
 )
+from tikpay_source.handover import FileHandover
 from tikpay_source.outcome import RunSummary, run_summary
-from tikpay_source.progress import Progress
 from tikpay_source.runner import ReportJobRunner
-from tikpay_source.settings import (
-    DEFAULT_ENVIRONMENT,
-    DEFAULT_FILE_TYPE,
-    DEFAULT_LAG,
-    DEFAULT_MAX_REQUESTS,
-    DEFAULT_MAX_RETRY_WAIT_SECONDS,
-    DEFAULT_MAX_WAIT_SECONDS,
-    DEFAULT_POLL_INTERVAL_SECONDS,
-    DEFAULT_TIMEZONE,
-    DEFAULT_WINDOW,
-    JOBS_TABLE,
-)
+from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES
+from tikpay_source.state import RunState
+from tikpay_source.tables import JOB_HINTS, REPORT_HINTS, selected_report_types
 
 __all__ = [
     "ApiError",
@@ -53,98 +53,65 @@ __all__ = [
     "ReportFileError",
     "RunSummary",
     "TikpayError",
+    "plan_next_run",
     "report_jobs",
     "run_summary",
     "tikpay",
 ]
 
 
-@dlt.source(name="tikpay", section="tikpay", max_table_nesting=0)
-def tikpay(
-    client_id: str | None = dlt.secrets.value,
-    client_secret: str | None = dlt.secrets.value,
-    api_key: str | None = dlt.secrets.value,
-    environment: str = DEFAULT_ENVIRONMENT,
-    base_url: str | None = None,
-    token_url: str | None = None,
-    token_auth: str = "basic",
-    report_types: Any = None,  # a list, or a JSON list or comma-separated string from the environment
-    file_type: str = DEFAULT_FILE_TYPE,
-    timezone: str = DEFAULT_TIMEZONE,
-    start_time: str | None = None,
-    end_time: str | None = None,
-    window: str = DEFAULT_WINDOW,
-    lag: str = DEFAULT_LAG,
-    poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
-    max_wait: float = DEFAULT_MAX_WAIT_SECONDS,
-    max_requests: int = DEFAULT_MAX_REQUESTS,
-    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
-    ledger_dir: str | None = None,
-    retry_failed: bool = False,
-    progress: Progress | None = None,
-) -> DltResource:
-    """The Tikpay source; every argument is also read from ``[sources.tikpay]`` config.
+def _tikpay(**settings: Any) -> list[DltResource]:
+    config = build_config(**settings)
+    handover = FileHandover()
+    jobs = report_jobs(config, handover)
+    tables = [report_table(report_type, jobs, handover) for report_type in REPORT_TYPES]
+    for report_type, table in zip(REPORT_TYPES, tables, strict=True):
+        table.selected = report_type in config.report_types  # report_types is the shortcut to selecting
+    return [jobs, *tables]
 
-    Args:
-        client_id, client_secret: OAuth2 client credentials (secrets).
-        api_key: the ``x-api-key`` (secret); its quota is 20 requests per 24 hours.
-        environment: Tikpay environment, from which ``base_url`` and ``token_url`` derive.
-        base_url, token_url: override the derived URLs (the sandbox sets them).
-        token_auth: ``basic`` sends client credentials as HTTP Basic, ``form`` in the body.
-        report_types: any of CUSTOMERS, PAYMENTS, TAPS, TRIPS (default all four).
-        file_type: ``csv`` or ``xml``.
-        timezone: the operator's IANA zone; windows are planned in its wall-clock time.
-        start_time: local time where a report type's first run begins.
-        end_time: optional upper bound; default the last complete window before now - lag.
-        window: ISO 8601 window size, whole days or a part of a day dividing 24 hours.
-        lag: how far behind now a window must end before it is requested.
-        poll_interval, max_wait: seconds between job-list polls, and the most to wait in one run.
-        max_requests: the most API requests this run may spend.
-        max_retry_wait: the longest 429 Retry-After worth waiting out, in seconds.
-        ledger_dir: where the per-key request ledger lives (default ``~/.dlt/tikpay``).
-        retry_failed: give windows that failed repeatedly a fresh set of attempts.
-        progress: where progress lines go (default stderr).
 
-    Returns:
-        The ``report_jobs`` resource, which also fills the four report tables.
+_tikpay.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter(
+            option.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=dlt.secrets.value if option.secret else option.default,
+            annotation=option.annotation,
+        )
+        for option in OPTIONS
+    ],
+    return_annotation=list[DltResource],
+)
+_tikpay.__doc__ = (
+    "The Tikpay source; every argument is also read from ``[sources.tikpay]`` config.\n\n"
+    "Args:\n"
+    + "".join(f"    {option.name}: {option.meaning.replace('`', '')}.\n" for option in OPTIONS)
+    + "\nRaises:\n    ConfigError: a setting is invalid; raised here, before any request.\n"
+)
+tikpay = dlt.source(name="tikpay", section="tikpay", max_table_nesting=0)(_tikpay)
 
-    Raises:
-        ConfigError: a setting is invalid; raised here, before any request.
+
+@dlt.resource(name=JOBS_TABLE, **JOB_HINTS)
+def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[str, Any] | None]:
+    """Plan, submit and track report jobs; yields one ``report_jobs`` row per change of a job.
+
+    The report types it submits are those whose table's resource is selected. The
+    connector's state (see :mod:`tikpay_source.state`) is committed with the rows it describes.
     """
-    config = build_config(
-        client_id=client_id,
-        client_secret=client_secret,
-        api_key=api_key,
-        environment=environment,
-        base_url=base_url,
-        token_url=token_url,
-        token_auth=token_auth,
-        report_types=report_types,
-        file_type=file_type,
-        timezone=timezone,
-        start_time=start_time,
-        end_time=end_time,
-        window=window,
-        lag=lag,
-        poll_interval=poll_interval,
-        max_wait=max_wait,
-        max_requests=max_requests,
-        max_retry_wait=max_retry_wait,
-        ledger_dir=ledger_dir,
-    )
-    return report_jobs(config, retry_failed=retry_failed, progress=progress)
-
-
-@dlt.resource(name=JOBS_TABLE)
-def report_jobs(
-    config: TikpayConfig, retry_failed: bool = False, progress: Progress | None = None
-) -> Iterator[Any]:
-    """Submit, wait for and load report jobs; yields ``report_jobs`` rows and report row batches.
-
-    Its resource state holds each report type's ``last_end`` and the jobs in flight, and
-    is committed with the rows it describes.
-    """
-    runner = ReportJobRunner(
-        config, dlt.current.resource_state(), progress=progress, retry_failed=retry_failed
-    )
+    try:
+        selected = dlt.current.source().selected_resources
+    except DltException:  # iterated on its own, outside a source: no table can take the rows
+        selected = {}
+    report_types = selected_report_types(REPORT_TYPES, selected)
+    state = RunState(dlt.current.source_state(), config.file_type)
+    runner = ReportJobRunner(config, state, handover, report_types, retry_failed=config.retry_failed)
     yield from runner.run()
+
+
+def report_table(report_type: str, jobs: DltResource, handover: FileHandover) -> DltResource:
+    """The resource of one report table: the rows of the files ``jobs`` hands over for ``report_type``."""
+
+    def rows(job: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+        yield from handover.stream(job, report_type)
+
+    return dlt.transformer(rows, data_from=jobs, name=REPORT_TABLES[report_type], **REPORT_HINTS)

@@ -1,16 +1,20 @@
-"""The Data API client: OAuth2 token, x-api-key, and a retry policy that respects the quota.
+"""The Data API transport: OAuth2 token, x-api-key, and a retry policy that respects the quota.
 
 dlt's stock ``requests`` helper retries POSTs on 429 and 5xx, which would repeat a
 submission behind the budget's back. This client uses a plain ``requests`` session and
 its own rules instead:
 
-* every request carrying the API key is written to the :class:`RequestLedger` first;
+* every request carrying the API key is counted by the run's :class:`RequestBudget`
+  (and so written to the request ledger) before it is sent;
 * a list call that meets a 5xx or a dropped connection is retried a bounded number of
   times with backoff; a submission never is (:class:`SubmissionUncertain` tells the
-  caller to look the job up in the next list instead);
+  caller to look the job up in the next list instead), except a 501 or 505, which says
+  the call itself is not supported and is an :class:`ApiError` like a 400;
 * a 429 is waited out once when ``Retry-After`` is short, otherwise the key is marked
   blocked and :class:`QuotaExhausted` ends the run;
 * a 401 refreshes the token once and retries once; a 400 is never retried.
+
+It knows nothing of windows or state; the answers are read into :mod:`tikpay_source.api` values.
 """
 
 from __future__ import annotations
@@ -18,20 +22,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
+from tikpay_source.api import ApiJob, ErrorAnswer, parse_retry_after, shorten
+from tikpay_source.budget import RequestBudget
 from tikpay_source.config import Credentials
-from tikpay_source.errors import ApiError, AuthError, BudgetSpent, QuotaExhausted
-from tikpay_source.quota import RequestLedger
+from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, SubmissionUncertain
 from tikpay_source.settings import (
     GENERATE_REPORT_PATH,
     HTTP_TIMEOUT_SECONDS,
+    LOGGER_NAME,
     MAX_TRANSIENT_RETRIES,
     REPORT_JOBS_LIST_PATH,
     RETRY_BACKOFF_SECONDS,
@@ -39,95 +43,12 @@ from tikpay_source.settings import (
     TOKEN_SCOPE,
 )
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(LOGGER_NAME)
 
 _TRANSIENT = (requests.ConnectionError, requests.Timeout)
-_LONGEST_RETRY_AFTER = 366 * 24 * 3600  # an absurd Retry-After is read as "a year", not a crash
-
-
-class SubmissionUncertain(ApiError):
-    """A submission met a 5xx or a dropped connection: the job may or may not exist."""
-
-
-@dataclass(frozen=True)
-class ApiJob:
-    """One entry of the job list, as the API reports it (times are naive local strings)."""
-
-    job_id: str
-    status: str
-    report_type: str
-    file_type: str
-    start_time: str
-    end_time: str
-    timezone: str | None
-    created_at: str | None
-    expires_at: str | None
-    completed_at: str | None
-    download_url: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_api(cls, raw: Any) -> ApiJob:
-        """Read one job object. Only ``jobId`` is required: a job with odd other fields is still
-        known to exist (so its window is not submitted again), and its status stops that window
-        with a message naming the job."""
-        if not isinstance(raw, dict) or not isinstance(raw.get("jobId"), str) or not raw["jobId"]:
-            shown = {k: v for k, v in raw.items() if k != "downloadUrl"} if isinstance(raw, dict) else raw
-            raise ApiError(f"the job list holds an entry without a jobId: {_short(shown)}")
-
-        def text(name: str) -> str:
-            value = raw.get(name)
-            return value if isinstance(value, str) else ""
-
-        return cls(
-            job_id=raw["jobId"],
-            status=text("status"),
-            report_type=text("reportType"),
-            file_type=(text("fileType") or "csv").lower(),
-            start_time=text("startTime"),
-            end_time=text("endTime"),
-            timezone=text("timezone") or None,
-            created_at=text("createdAt") or None,
-            expires_at=text("expiresAt") or None,
-            completed_at=text("completedAt") or None,
-            download_url=text("downloadUrl") or None,
-        )
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
-    """``Retry-After`` as an aware UTC datetime, from delta-seconds or an HTTP-date (RFC 9110)."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        if text.isdigit():
-            return now + timedelta(seconds=min(int(text), _LONGEST_RETRY_AFTER))
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
-
-
-def _error_detail(response: requests.Response) -> str:
-    """The API's errorId and message, for an error line (never echoes request headers)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        parts = [f"HTTP {response.status_code}"]
-        if body.get("errorId"):
-            parts.append(f"errorId {body['errorId']}")
-        message = body.get("message") or body.get("error")
-        if message:
-            parts.append(str(message)[:200])
-        return ", ".join(parts)
-    return f"HTTP {response.status_code}"
+# 5xx answers that say the request itself is not supported: retrying it, or waiting for a
+# job it cannot have created, is pointless
+_NOT_TRANSIENT_5XX = frozenset({501, 505})
 
 
 class TikpayClient:
@@ -138,7 +59,7 @@ class TikpayClient:
         base_url: str,
         token_url: str,
         credentials: Credentials,
-        ledger: RequestLedger,
+        budget: RequestBudget,
         *,
         token_auth: str = "basic",
         max_retry_wait: float = 60.0,
@@ -148,7 +69,7 @@ class TikpayClient:
         self.base_url = base_url.rstrip("/")
         self.token_url = token_url
         self._credentials = credentials
-        self.ledger = ledger
+        self.budget = budget
         self.token_auth = token_auth
         self.max_retry_wait = max_retry_wait
         self.timeout = timeout
@@ -156,8 +77,6 @@ class TikpayClient:
         self._session = requests.Session()
         self._token: str | None = None
         self._token_expires_at = 0.0
-        self.requests_sent = 0
-        self.max_requests: int | None = None  # a hard cap for this run, set by the runner
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -187,7 +106,7 @@ class TikpayClient:
         )
         if response.status_code in (400, 401, 403):
             raise AuthError(
-                f"the token endpoint at {host} refused client_id/client_secret ({_error_detail(response)}); "
+                f"the token endpoint at {host} refused client_id/client_secret ({ErrorAnswer.of(response)}); "
                 'check the credentials, or try token_auth = "form" if the server wants them in the body'
             )
         try:
@@ -195,7 +114,7 @@ class TikpayClient:
             token, expires_in = str(body["access_token"]), float(body.get("expires_in", 3600))
         except (ValueError, KeyError, TypeError):
             raise ApiError(
-                f"the token endpoint at {host} answered without an access_token ({_error_detail(response)})"
+                f"the token endpoint at {host} answered without an access_token ({ErrorAnswer.of(response)})"
             ) from None
         self._token, self._token_expires_at = token, time.monotonic() + expires_in
         return token
@@ -220,20 +139,16 @@ class TikpayClient:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> requests.Response:
         """One API operation: counted, authenticated, retried only where that is safe."""
-        is_submit = method == "POST"
-        kind = "submit" if is_submit else "list"
+        kind = "submit" if method == "POST" else "list"
         refreshed = waited = False
         transient_retries = 0
         while True:
             self._refuse_if_blocked()
-            if self.max_requests is not None and self.requests_sent >= self.max_requests:
-                raise BudgetSpent(f"the run's budget of {self.max_requests} request(s) is spent")
             headers = {
                 "Authorization": f"Bearer {self._bearer_token()}",
                 "x-api-key": self._credentials.api_key,
             }
-            self.ledger.record_request(kind, detail=_short(body) if body else None)
-            self.requests_sent += 1
+            self.budget.spend(kind, detail=shorten(body) if body else None)
             try:
                 # no redirects: requests would carry x-api-key to any host, uncounted
                 response = self._session.request(
@@ -245,16 +160,19 @@ class TikpayClient:
                     allow_redirects=False,
                 )
             except _TRANSIENT as exc:
-                response, failure = None, f"the connection failed ({type(exc).__name__})"
+                response, answer = None, None
+                failure = f"the connection failed ({type(exc).__name__})"
             else:
-                failure = (
-                    f"the API answered {_error_detail(response)}" if response.status_code >= 500 else None
-                )
+                answer = ErrorAnswer.of(response) if response.status_code >= 400 else None
+                transient = response.status_code >= 500 and response.status_code not in _NOT_TRANSIENT_5XX
+                failure = f"the API answered {answer}" if transient else None
             if failure:
-                if is_submit:
-                    raise SubmissionUncertain(f"{kind} call: {failure}")
+                status, error_id = (answer.status, answer.error_id) if answer else (None, None)
+                if kind == "submit":
+                    raise SubmissionUncertain(f"{kind} call: {failure}", status=status, error_id=error_id)
                 if transient_retries >= MAX_TRANSIENT_RETRIES:
-                    raise ApiError(f"{kind} call: {failure} after {transient_retries + 1} attempts")
+                    message = f"{kind} call: {failure} after {transient_retries + 1} attempts"
+                    raise ApiError(message, status=status, error_id=error_id)
                 self._sleep(RETRY_BACKOFF_SECONDS * 2**transient_retries)
                 transient_retries += 1
                 continue
@@ -264,7 +182,7 @@ class TikpayClient:
                 continue
             if response.status_code in (401, 403):
                 raise AuthError(
-                    f"the API refused the credentials ({_error_detail(response)}); check api_key, client_id and client_secret"
+                    f"the API refused the credentials ({answer}); check api_key, client_id and client_secret"
                 )
             if response.status_code == 429:
                 if not waited and self._wait_out(response):
@@ -273,10 +191,11 @@ class TikpayClient:
                 raise self._quota_stop(response)
             if 300 <= response.status_code < 400:
                 raise ApiError(
-                    f"{kind} call was redirected (HTTP {response.status_code}); redirects are not followed"
+                    f"{kind} call was redirected (HTTP {response.status_code}); redirects are not followed",
+                    status=response.status_code,
                 )
-            if response.status_code >= 400:
-                raise ApiError(f"{kind} call was refused: {_error_detail(response)}")
+            if answer is not None:
+                raise answer.error(f"{kind} call was refused: {answer}")
             return response
 
     def _retry_at(self, response: requests.Response) -> datetime | None:
@@ -290,14 +209,14 @@ class TikpayClient:
         delay = (retry_at - datetime.now(timezone.utc)).total_seconds()
         if delay > self.max_retry_wait:
             return False
-        logger.info("quota: told to wait %.0f s; waiting once", max(delay, 0))
+        log.info("quota: told to wait %.0f s; waiting once", max(delay, 0))
         self._sleep(max(delay, 0))
         return True
 
     def _quota_stop(self, response: requests.Response) -> QuotaExhausted:
         retry_at = self._retry_at(response)
         if retry_at is not None:
-            self.ledger.record_wait(retry_at.timestamp())
+            self.budget.record_wait(retry_at.timestamp())
         when = retry_at.isoformat(timespec="seconds") if retry_at else "later (no Retry-After given)"
         return QuotaExhausted(
             f"the API key is over its quota; the API allows the next request at {when}", retry_at
@@ -305,7 +224,7 @@ class TikpayClient:
 
     def _refuse_if_blocked(self) -> None:
         """Never knock on a key that has been told to wait."""
-        until = self.ledger.blocked_until()
+        until = self.budget.blocked_until()
         if until is not None:
             retry_at = datetime.fromtimestamp(until, timezone.utc)
             raise QuotaExhausted(
@@ -323,7 +242,7 @@ class TikpayClient:
             job_id = response.json()["jobId"]
         except (ValueError, KeyError, TypeError):
             raise SubmissionUncertain(
-                f"generate-report answered without a jobId: {_short(response.text)}"
+                f"generate-report answered without a jobId: {shorten(response.text)}"
             ) from None
         if not isinstance(job_id, str) or not job_id:
             raise SubmissionUncertain(f"generate-report answered an invalid jobId {job_id!r}")
@@ -336,7 +255,7 @@ class TikpayClient:
             raw = response.json()
         except ValueError:
             raise ApiError(
-                f"report-jobs-list answered something that is not JSON: {_short(response.text)}"
+                f"report-jobs-list answered something that is not JSON: {shorten(response.text)}"
             ) from None
         if not isinstance(raw, list):
             raise ApiError(f"report-jobs-list answered {type(raw).__name__}, not a list of jobs")
@@ -345,5 +264,5 @@ class TikpayClient:
             try:
                 jobs.append(ApiJob.from_api(item))
             except ApiError as exc:
-                logger.warning("skipping a job-list entry: %s", exc)
+                log.warning("skipping a job-list entry: %s", exc)
         return jobs

@@ -12,11 +12,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tikpay_source.errors import ConfigError
 from tikpay_source.settings import (
     BASE_URL_TEMPLATE,
+    DEFAULT_ENVIRONMENT,
+    DEFAULT_FILE_TYPE,
+    DEFAULT_LAG,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_MAX_RETRY_WAIT_SECONDS,
+    DEFAULT_MAX_WAIT_SECONDS,
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_TIMEZONE,
+    DEFAULT_WINDOW,
     FILE_TYPES,
     REPORT_TYPES,
     TOKEN_AUTH_METHODS,
@@ -54,6 +64,7 @@ class TikpayConfig:
     max_requests: int
     max_retry_wait: float
     ledger_dir: Path | None
+    retry_failed: bool = False
 
     def end_bound(self, now_local: datetime) -> datetime:
         """Where planning stops: ``end_time`` if set, else the last complete window before now - lag."""
@@ -62,6 +73,78 @@ class TikpayConfig:
     def first_start(self, now_local: datetime) -> datetime:
         """Where a report type with no history begins: ``start_time``, else one window before the end."""
         return self.start_time or self.end_bound(now_local) - self.window
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of ``[sources.tikpay]``: its name, default, meaning, and flag of the script.
+
+    :data:`OPTIONS` is the one declaration of the settings: the source's signature, the
+    script's flags and the README's table are all made from it.
+    """
+
+    name: str
+    default: Any
+    annotation: Any
+    meaning: str
+    shown_default: str
+    flag: str | None = None
+    secret: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("client_id", None, str | None, "OAuth2 client id of the Data API", "(secret)", secret=True),
+    Option("client_secret", None, str | None, "OAuth2 client secret of the Data API", "(secret)", secret=True),
+    Option("api_key", None, str | None, "the `x-api-key`; its quota is 20 requests per 24 hours", "(secret)",
+           secret=True),
+    Option("environment", DEFAULT_ENVIRONMENT, str,
+           "derives `base_url` = `https://data-api.{environment}.tikpay.me/v1` and "
+           "`token_url` = `https://auth.data-api.{environment}.tikpay.me/oauth2/token`", f"`{DEFAULT_ENVIRONMENT}`"),
+    Option("base_url", None, str | None, "override the API's URL (the sandbox does)", "derived"),
+    Option("token_url", None, str | None, "override the token endpoint's URL", "derived"),
+    Option("token_auth", "basic", str,
+           "send client credentials as HTTP Basic, or `form` to put them in the token request body", "`basic`"),
+    Option("report_types", None, Any,
+           "list of `CUSTOMERS`, `PAYMENTS`, `TAPS`, `TRIPS`; from the environment as JSON (`'[\"TRIPS\",\"TAPS\"]'`) "
+           "or comma-separated; selects the report tables' resources", "all four", flag="--report-types"),
+    Option("file_type", DEFAULT_FILE_TYPE, str, "`csv` or `xml`", f"`{DEFAULT_FILE_TYPE}`", flag="--file-type"),
+    Option("timezone", DEFAULT_TIMEZONE, str,
+           "the operator's IANA zone; checked against the `timezone` the job list reports", f"`{DEFAULT_TIMEZONE}`",
+           flag="--timezone"),
+    Option("start_time", None, str | None,
+           "local date or date-time where a report type's first run begins, e.g. `2025-01-01`",
+           "one window before the end", flag="--start"),
+    Option("end_time", None, str | None, "optional upper bound (local)", "last complete window before now − `lag`",
+           flag="--end"),
+    Option("window", DEFAULT_WINDOW, str,
+           "ISO 8601 duration: whole days (`P1D`, `P7D`) or a part of a day that divides 24 hours "
+           "(`PT6H`, `PT1H`, `PT30M`)", f"`{DEFAULT_WINDOW}`", flag="--window"),
+    Option("lag", DEFAULT_LAG, str, "a window is requested only once it ended at least this long ago",
+           f"`{DEFAULT_LAG}`"),
+    Option("poll_interval", DEFAULT_POLL_INTERVAL_SECONDS, float,
+           "seconds between job-list polls (each poll is one request)", f"`{DEFAULT_POLL_INTERVAL_SECONDS:g}`",
+           flag="--poll-interval"),
+    Option("max_wait", DEFAULT_MAX_WAIT_SECONDS, float,
+           "most seconds one run waits for its jobs; `0` submits and leaves collection to the next run",
+           f"`{DEFAULT_MAX_WAIT_SECONDS:g}`", flag="--max-wait"),
+    Option("max_requests", DEFAULT_MAX_REQUESTS, int, "most API requests one run may spend",
+           f"`{DEFAULT_MAX_REQUESTS}`", flag="--max-requests"),
+    Option("max_retry_wait", DEFAULT_MAX_RETRY_WAIT_SECONDS, float,
+           "longest `Retry-After` worth waiting out on a 429, in seconds", f"`{DEFAULT_MAX_RETRY_WAIT_SECONDS:g}`"),
+    Option("ledger_dir", None, str | None, "where the per-key request ledger lives",
+           "`~/.dlt/tikpay` (dlt's data dir)"),
+    Option("retry_failed", False, bool, "give windows that failed repeatedly a fresh set of attempts", "`false`",
+           flag="--retry-failed"),
+)  # fmt: skip
+
+DEFAULTS: dict[str, Any] = {option.name: option.default for option in OPTIONS}
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from :data:`OPTIONS`."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{o.name}` | {o.shown_default} | {o.meaning} |" for o in OPTIONS]
+    return "\n".join(rows)
 
 
 EARLIEST_TIME = datetime(2000, 1, 1)
@@ -125,64 +208,58 @@ def _required_secret(value: str | None, name: str) -> str:
     return str(value).strip()
 
 
-def build_config(
-    *,
-    client_id: str | None,
-    client_secret: str | None,
-    api_key: str | None,
-    environment: str,
-    base_url: str | None = None,
-    token_url: str | None = None,
-    token_auth: str = "basic",
-    report_types: str | Sequence[str] | None = None,
-    file_type: str = "csv",
-    timezone: str = "Australia/Sydney",
-    start_time: str | datetime | None = None,
-    end_time: str | datetime | None = None,
-    window: str = "P1D",
-    lag: str = "PT1H",
-    poll_interval: float = 60.0,
-    max_wait: float = 900.0,
-    max_requests: int = 20,
-    max_retry_wait: float = 60.0,
-    ledger_dir: str | Path | None = None,
-) -> TikpayConfig:
-    """Validate raw settings (from dlt config, flags or code) into a :class:`TikpayConfig`."""
-    env = str(environment).strip()
+def build_config(**settings: Any) -> TikpayConfig:
+    """Validate raw settings (from dlt config, flags or code) into a :class:`TikpayConfig`.
+
+    Every name of :data:`OPTIONS` is accepted; a missing one takes its default.
+    """
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r}; the settings are {', '.join(DEFAULTS)}")
+    raw = DEFAULTS | settings
+    env = str(raw["environment"]).strip()
     if not env or "/" in env or " " in env:
-        raise ConfigError(f"environment {environment!r} is not an environment name such as prod-au1")
-    start = parse_local(start_time, "start_time") if isinstance(start_time, str) else start_time
-    end = parse_local(end_time, "end_time") if isinstance(end_time, str) else end_time
-    for name, moment in (("start_time", start), ("end_time", end)):
-        if moment is not None and not EARLIEST_TIME <= moment <= LATEST_TIME:
-            raise ConfigError(f"{name} {moment.isoformat()} is outside the years 2000 to 2099")
+        raise ConfigError(f"environment {raw['environment']!r} is not an environment name such as prod-au1")
+    start, end = (_local_time(raw[name], name) for name in ("start_time", "end_time"))
     if start is not None and end is not None and start >= end:
         raise ConfigError(f"start_time {start.isoformat()} is not before end_time {end.isoformat()}")
-    try:
-        budget = int(max_requests)
-    except (TypeError, ValueError):
-        raise ConfigError(f"max_requests {max_requests!r} is not a whole number") from None
-    if budget < 1:
-        raise ConfigError(f"max_requests {max_requests!r} must be at least 1")
     return TikpayConfig(
-        base_url=(base_url or BASE_URL_TEMPLATE.format(environment=env)).rstrip("/"),
-        token_url=token_url or TOKEN_URL_TEMPLATE.format(environment=env),
+        base_url=(raw["base_url"] or BASE_URL_TEMPLATE.format(environment=env)).rstrip("/"),
+        token_url=raw["token_url"] or TOKEN_URL_TEMPLATE.format(environment=env),
         credentials=Credentials(
-            _required_secret(client_id, "client_id"),
-            _required_secret(client_secret, "client_secret"),
-            _required_secret(api_key, "api_key"),
+            _required_secret(raw["client_id"], "client_id"),
+            _required_secret(raw["client_secret"], "client_secret"),
+            _required_secret(raw["api_key"], "api_key"),
         ),
-        token_auth=_choice(token_auth, TOKEN_AUTH_METHODS, "token_auth", normalise="lower"),
-        report_types=parse_report_types(report_types),
-        file_type=_choice(file_type, FILE_TYPES, "file_type", normalise="lower"),
-        timezone=parse_timezone(timezone),
+        token_auth=_choice(raw["token_auth"], TOKEN_AUTH_METHODS, "token_auth", normalise="lower"),
+        report_types=parse_report_types(raw["report_types"]),
+        file_type=_choice(raw["file_type"], FILE_TYPES, "file_type", normalise="lower"),
+        timezone=parse_timezone(raw["timezone"]),
         start_time=start,
         end_time=end,
-        window=parse_window_size(window),
-        lag=parse_duration(lag, "lag"),
-        poll_interval=_positive(poll_interval, "poll_interval"),
-        max_wait=_positive(max_wait, "max_wait", allow_zero=True),
-        max_requests=budget,
-        max_retry_wait=_positive(max_retry_wait, "max_retry_wait", allow_zero=True),
-        ledger_dir=Path(ledger_dir) if ledger_dir else None,
+        window=parse_window_size(raw["window"]),
+        lag=parse_duration(raw["lag"], "lag"),
+        poll_interval=_positive(raw["poll_interval"], "poll_interval"),
+        max_wait=_positive(raw["max_wait"], "max_wait", allow_zero=True),
+        max_requests=_at_least_one(raw["max_requests"], "max_requests"),
+        max_retry_wait=_positive(raw["max_retry_wait"], "max_retry_wait", allow_zero=True),
+        ledger_dir=Path(raw["ledger_dir"]) if raw["ledger_dir"] else None,
+        retry_failed=bool(raw["retry_failed"]),
     )
+
+
+def _local_time(value: str | datetime | None, name: str) -> datetime | None:
+    moment = parse_local(value, name) if isinstance(value, str) else value
+    if moment is not None and not EARLIEST_TIME <= moment <= LATEST_TIME:
+        raise ConfigError(f"{name} {moment.isoformat()} is outside the years 2000 to 2099")
+    return moment
+
+
+def _at_least_one(value: Any, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} {value!r} is not a whole number") from None
+    if number < 1:
+        raise ConfigError(f"{name} {value!r} must be at least 1")
+    return number

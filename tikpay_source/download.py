@@ -7,7 +7,6 @@ until it expires, so no message or log line ever includes it, only its host.
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,8 +17,6 @@ import requests
 
 from tikpay_source.errors import LinkExpired, ReportFileError
 from tikpay_source.settings import DOWNLOAD_CHUNK_BYTES, HTTP_TIMEOUT_SECONDS
-
-logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes or None) as a download proceeds."""

@@ -21,11 +21,24 @@ class AuthError(TikpayError):
 
 
 class ApiError(TikpayError):
-    """The API answered something the connector cannot use (400, unexpected body, 5xx after retries)."""
+    """The API answered something the connector cannot use (400, unexpected body, 5xx after retries).
+
+    ``status`` and ``error_id`` are the HTTP status and the API's ``errorId`` when there
+    was an answer, so a caller can decide on them without reading the message.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, error_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_id = error_id
+
+
+class SubmissionUncertain(ApiError):
+    """A submission met a 5xx or a dropped connection: the job may or may not exist."""
 
 
 class QuotaExhausted(TikpayError):
-    """The API key must wait: a 429 with a long Retry-After, or the run's request budget is spent."""
+    """The API key must wait: a 429 with a long Retry-After, or the ledger says the 24-hour quota is spent."""
 
     def __init__(self, message: str, retry_at: datetime | None) -> None:
         super().__init__(message)

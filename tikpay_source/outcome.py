@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tikpay_source.jobs import saved_state
 from tikpay_source.settings import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -20,6 +19,7 @@ from tikpay_source.settings import (
     EXIT_QUOTA_STOP,
     EXIT_WINDOWS_FAILED,
 )
+from tikpay_source.state import last_run_of, stored_state
 
 
 class RunOutcome:
@@ -121,7 +121,11 @@ class RunSummary:
             return f"failed: {self.stopped['message']}"
         if self.pending or self.waiting:
             parts = []
-            if self.pending:
+            if self.pending and self.window_errors:
+                parts.append(
+                    f"{len(self.pending)} window(s) in flight or not loaded; the next run tries them again"
+                )
+            elif self.pending:
                 parts.append(
                     f"{len(self.pending)} job(s) still in progress; they will be loaded by the next run"
                 )
@@ -133,8 +137,12 @@ class RunSummary:
         return "all caught up: the next run will load the next window once it has ended"
 
 
-def run_summary(pipeline: Any) -> RunSummary:
-    """Read the last run's outcome from a pipeline's state (empty if the source never ran)."""
-    record = saved_state(pipeline).get("last_run") or {}
+def run_summary(pipeline: Any, source: Any = None) -> RunSummary:
+    """Read the last run's outcome from a pipeline's state (empty if the source never ran).
+
+    Give the ``source`` that ran when a pipeline runs more than one Tikpay source (a clone
+    under another name, say); without it, the summary is of the one that ran last.
+    """
+    record = last_run_of(stored_state(pipeline, source.name if source is not None else None))
     known = {name for name in RunSummary.__dataclass_fields__}
     return RunSummary(**{k: v for k, v in record.items() if k in known})

@@ -1,13 +1,31 @@
-"""Telling a person what a run is doing: lively on a terminal, one plain line per step in CI logs."""
+"""Telling a person what a run is doing, through the ``tikpay`` logger.
+
+The connector logs each step (a submission, a job done, a window loaded) at INFO on the
+``tikpay`` logger, and a download's progress as records marked ``transfer``: one at
+DEBUG per chunk, one at INFO per quarter of the file. Orchestrators capture the logger
+like any other; :class:`ConsoleRenderer` is how the script shows it: a live line on a
+terminal, one plain line per step in CI logs.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
+from tikpay_source.settings import LOGGER_NAME
 
-def _size(num_bytes: float) -> str:
+log = logging.getLogger(LOGGER_NAME)
+log.addHandler(logging.NullHandler())  # a library logs; the application decides what is shown
+
+TRANSFER = "transfer"
+"""Attribute set (True) on log records about a download's progress."""
+
+
+def size_text(num_bytes: float) -> str:
+    """A byte count for people: 512 B, 1.5 MB."""
     for unit in ("B", "KB", "MB", "GB"):
         if num_bytes < 1024 or unit == "GB":
             return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
@@ -15,45 +33,68 @@ def _size(num_bytes: float) -> str:
     return f"{num_bytes:.1f} GB"
 
 
-class Progress:
-    """Step lines always; transfer progress redrawn in place on a TTY, in quarters otherwise."""
+def transfer_reporter(label: str) -> Callable[[int, int | None], None]:
+    """A download progress callback that logs ``label``'s bytes: every chunk at DEBUG, quarters at INFO."""
+    last_quarter = 0
 
-    def __init__(self, stream: TextIO | None = None, live: bool | None = None, quiet: bool = False) -> None:
+    def report(done: int, total: int | None) -> None:
+        nonlocal last_quarter
+        text = f"{label}: {size_text(done)}" + (f" of {size_text(total)}" if total else "")
+        log.debug("%s", text, extra={TRANSFER: True})
+        quarter = int(4 * done / total) if total else 0
+        if quarter > last_quarter:
+            last_quarter = quarter
+            log.info("%s", text, extra={TRANSFER: True})
+
+    return report
+
+
+class ConsoleRenderer(logging.Handler):
+    """Renders ``tikpay`` records for a person: ``tikpay: <message>`` lines, a live transfer line on a TTY."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
+        super().__init__(logging.DEBUG)
         self._stream = stream or sys.stderr
-        self._live = self._stream.isatty() if live is None else live
-        self._quiet = quiet
-        self._last_quarter = -1
+        self.live = self._stream.isatty() if live is None else live
         self._last_draw = 0.0
+        self._drawn = False
 
-    def step(self, message: str) -> None:
-        """One line for one thing that happened (a submission, a job done, a window loaded)."""
-        if self._quiet:
-            return
-        if self._live:
-            self._stream.write("\r\x1b[K")
-        self._stream.write(f"tikpay: {message}\n")
-        self._stream.flush()
-
-    def transfer(self, label: str, done: int, total: int | None) -> None:
-        """Bytes received so far for a download."""
-        if self._quiet:
-            return
-        text = f"{label}: {_size(done)}" + (f" of {_size(total)}" if total else "")
-        if self._live:
-            now = time.monotonic()
-            if now - self._last_draw > 0.2 or (total and done >= total):
-                self._stream.write(f"\r\x1b[Ktikpay: {text}")
-                self._stream.flush()
-                self._last_draw = now
-            return
-        quarter = int(4 * done / total) if total else -1
-        if total and quarter != self._last_quarter and quarter > 0:
-            self._last_quarter = quarter
-            self.step(text)
-
-    def reset_transfer(self) -> None:
-        """Start counting quarters afresh for the next download."""
-        self._last_quarter = -1
-        if self._live and not self._quiet:
-            self._stream.write("\r\x1b[K")
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if getattr(record, TRANSFER, False):
+                self._transfer(message, record.levelno)
+                return
+            if record.levelno < logging.INFO:
+                return
+            if self._drawn:
+                self._stream.write("\r\x1b[K")
+                self._drawn = False
+            self._stream.write(f"tikpay: {message}\n")
             self._stream.flush()
+        except Exception:  # a broken stream must never break a load
+            self.handleError(record)
+
+    def _transfer(self, message: str, level: int) -> None:
+        if not self.live:
+            if level >= logging.INFO:
+                self._stream.write(f"tikpay: {message}\n")
+                self._stream.flush()
+            return
+        now = time.monotonic()
+        if now - self._last_draw > 0.2 or level >= logging.INFO:
+            self._stream.write(f"\r\x1b[Ktikpay: {message}")
+            self._stream.flush()
+            self._last_draw, self._drawn = now, True
+
+
+def show_progress(
+    stream: TextIO | None = None, *, quiet: bool = False, live: bool | None = None
+) -> logging.Handler:
+    """Attach a :class:`ConsoleRenderer` to the ``tikpay`` logger (warnings only when ``quiet``); returns it."""
+    renderer = ConsoleRenderer(stream, live)
+    if quiet:
+        renderer.setLevel(logging.WARNING)
+    log.addHandler(renderer)
+    log.setLevel(logging.DEBUG if renderer.live and not quiet else logging.INFO)
+    return renderer

@@ -58,6 +58,100 @@ _DUCKDB_TYPES = {
 }
 
 
+class ReportFile:
+    """A report checked whole and ready to stream: its row count and columns are known up front.
+
+    Opening does all the work that can fail on the file's content (sniffing the types,
+    converting every value), so a bad file fails before a single row is handed to dlt.
+    Close it when done; it holds a DuckDB connection and, for XML, a converted copy.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection | None,
+        typed: _TypedSource | None,
+        counts: tuple[int, ...],
+        timezone: str,
+        batch_rows: int,
+        scratch: tempfile.TemporaryDirectory[str] | None = None,
+        discard: Path | None = None,
+    ) -> None:
+        self._con = con
+        self._discard = discard
+        self._typed = typed
+        self._timezone = timezone
+        self._batch_rows = batch_rows
+        self._scratch = scratch
+        self.rows = counts[0] if counts else 0
+        columns = typed.columns if typed else ()
+        self.non_null: dict[str, int] = dict(zip(columns, counts[1:], strict=True))
+        self._reader: pa.RecordBatchReader | None = None
+        if con is not None and typed is not None:
+            self._reader = _reporting_errors(
+                lambda: con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows), typed
+            )
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of the batches, before local timestamps get the operator's zone."""
+        return self._reader.schema if self._reader is not None else pa.schema([])
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The rows as Arrow record batches of at most ``batch_rows`` rows, timestamps in the operator's zone."""
+        if self._reader is None:
+            return
+        reader, typed = self._reader, self._typed
+        # after the check only the file changing on disk, or the disk itself, can stop the read
+        while (batch := _reporting_errors(lambda: next(reader, None), typed)) is not None:
+            yield localise_timestamps(batch, self._timezone)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+        if self._discard is not None:
+            self._discard.unlink(missing_ok=True)
+            self._discard = None
+
+
+def open_report(
+    path: Path,
+    file_type: str,
+    timezone: str,
+    batch_rows: int = BATCH_ROWS,
+    known_types: ColumnTypes | None = None,
+    *,
+    discard: bool = False,
+) -> ReportFile:
+    """Check a downloaded report whole and open it for streaming; raises :class:`ReportFileError`.
+
+    Columns that ``known_types`` names keep that type, so one file cannot turn a loaded
+    text column into numbers (or back); a file whose values do not fit fails as a whole.
+    With ``discard``, the file is deleted when the report is closed, or at once if it fails.
+    """
+    scratch = None
+    try:
+        if file_type == "xml":
+            scratch = tempfile.TemporaryDirectory(prefix="tikpay-xml-", dir=path.parent)
+            csv_path = Path(scratch.name) / "report.csv"
+            if not xml_to_csv(path, csv_path):
+                return ReportFile(None, None, (), timezone, batch_rows, scratch, path if discard else None)
+            read_path = csv_path
+        else:
+            _check_complete(path)
+            read_path = path
+        return _open_csv(read_path, timezone, batch_rows, known_types, scratch, path if discard else None)
+    except BaseException:
+        if scratch is not None:
+            scratch.cleanup()
+        if discard:
+            path.unlink(missing_ok=True)
+        raise
+
+
 def read_report(
     path: Path,
     file_type: str,
@@ -67,19 +161,13 @@ def read_report(
 ) -> Iterator[pa.RecordBatch]:
     """Yield the report's rows as Arrow record batches with types read from the file.
 
-    Columns that ``known_types`` names keep that type, so one file cannot turn a loaded
-    text column into numbers (or back); a file whose values do not fit fails as a whole.
-    The whole file is checked before the first batch is yielded, so a malformed file
-    fails without handing dlt a part of its rows.
+    The whole file is checked before the first batch is yielded (see :func:`open_report`).
     """
-    if file_type == "xml":
-        with tempfile.TemporaryDirectory(prefix="tikpay-xml-", dir=path.parent) as scratch:
-            csv_path = Path(scratch) / "report.csv"
-            if xml_to_csv(path, csv_path):
-                yield from _read_csv(csv_path, timezone, batch_rows, known_types)
-    else:
-        _check_complete(path)
-        yield from _read_csv(path, timezone, batch_rows, known_types)
+    report = open_report(path, file_type, timezone, batch_rows, known_types)
+    try:
+        yield from report.batches()
+    finally:
+        report.close()
 
 
 def _check_complete(path: Path) -> None:
@@ -93,24 +181,28 @@ def _check_complete(path: Path) -> None:
             raise ReportFileError("the report file does not end with a line break: it looks truncated")
 
 
-def _read_csv(
-    path: Path, timezone: str, batch_rows: int, known_types: ColumnTypes | None
-) -> Iterator[pa.RecordBatch]:
-    """Type the columns from the whole file, check every row, then stream typed batches.
+def _open_csv(
+    path: Path,
+    timezone: str,
+    batch_rows: int,
+    known_types: ColumnTypes | None,
+    scratch: tempfile.TemporaryDirectory[str] | None,
+    discard: Path | None,
+) -> ReportFile:
+    """Type the columns from the whole file and check every row; the read that follows streams.
 
     Sniffing is the expensive part, so it runs once; the check and the read that follow
     use the sniffed columns with auto-detection off, which also means the read cannot
     come to a different conclusion than the check did.
     """
-    with duckdb.connect(config=READER_DUCKDB_CONFIG) as con:
+    con = duckdb.connect(config=READER_DUCKDB_CONFIG)
+    try:
         typed = _typed_source(path, _reporting_errors(lambda: _sniff(con, path), None), known_types)
-        _reporting_errors(lambda: _check(con, typed), typed)
-        reader = _reporting_errors(
-            lambda: iter(con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows)), typed
-        )
-        # after the check only the file changing on disk, or the disk itself, can stop the read
-        while (batch := _reporting_errors(lambda: next(reader, None), typed)) is not None:
-            yield localise_timestamps(batch, timezone)
+        counts = _reporting_errors(lambda: _check(con, typed), typed)
+        return ReportFile(con, typed, counts, timezone, batch_rows, scratch, discard)
+    except BaseException:
+        con.close()
+        raise
 
 
 @dataclass(frozen=True)
@@ -168,8 +260,10 @@ def _read_csv_call(path: Path, spec: list[str], date_format: str | None, timesta
     return f"read_csv('{_sql_string(path)}', {', '.join(options)})"
 
 
-def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:
-    """Convert every value of every row with these types, keeping nothing: a value that does not fit raises.
+def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> tuple[int, ...]:
+    """Convert every value of every row with these types; return the row count and each column's values.
+
+    A value that does not fit raises.
 
     ``count(*)`` alone would only split the file into rows; counting each column makes
     DuckDB convert every value. A cast to a number can succeed and still change the
@@ -178,8 +272,8 @@ def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:
     """
     if typed.exact_checks:
         _check_exact_fit(con, typed)
-    counts = ", ".join(f"count({_ident(name)})" for name in typed.columns)
-    con.execute(f"SELECT {counts} FROM {typed.source}").fetchall()
+    counts = ", ".join(["count(*)", *(f"count({_ident(name)})" for name in typed.columns)])
+    return tuple(con.execute(f"SELECT {counts} FROM {typed.source}").fetchall()[0])
 
 
 def _check_exact_fit(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 REPORT_TYPES: tuple[str, ...] = ("CUSTOMERS", "PAYMENTS", "TAPS", "TRIPS")
 FILE_TYPES: tuple[str, ...] = ("csv", "xml")
-JOB_STATUSES: tuple[str, ...] = ("COMPLETE", "NO_DATA", "IN_PROGRESS", "FAILED")
 
 DEFAULT_ENVIRONMENT = "prod-au1"
 BASE_URL_TEMPLATE = "https://data-api.{environment}.tikpay.me/v1"
@@ -31,7 +30,6 @@ QUOTA_LIMIT = 20
 QUOTA_WINDOW_SECONDS = 24 * 3600
 DEFAULT_MAX_REQUESTS = QUOTA_LIMIT
 DEFAULT_MAX_RETRY_WAIT_SECONDS = 60.0
-JOB_TTL_DAYS = 7
 
 # Bounded retries: transient HTTP faults per call, FAILED/expired jobs per window,
 # broken downloads per job (downloads cost no quota).
@@ -39,6 +37,9 @@ MAX_TRANSIENT_RETRIES = 2
 RETRY_BACKOFF_SECONDS = 1.0
 MAX_SUBMIT_ATTEMPTS = 3
 MAX_DOWNLOAD_ATTEMPTS = 3
+# Job-list answers the connector cannot use (an unknown status, COMPLETE without a link)
+# seen for one job before its window is set aside for the run.
+MAX_UNUSABLE_ANSWERS = 3
 HTTP_TIMEOUT_SECONDS = 60.0
 TOKEN_REFRESH_MARGIN_SECONDS = 60.0
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
@@ -49,6 +50,9 @@ BATCH_ROWS = 100_000
 # 128 MB keeps the whole-file type sniffing and the read at the same ceiling for 1 and 5
 # million rows.
 READER_DUCKDB_CONFIG = {"threads": 2, "memory_limit": "128MB"}
+
+# Progress and notices go to this logger (and its children); the script renders them.
+LOGGER_NAME = "tikpay"
 
 PIPELINE_NAME = "tikpay"
 DATASET_NAME = "tikpay_data"
@@ -72,3 +76,4 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_QUOTA_STOP = 3
 EXIT_WINDOWS_FAILED = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: nothing of the run committed

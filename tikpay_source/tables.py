@@ -1,14 +1,15 @@
-"""The shape of the tables: the ``report_jobs`` row and the tagged report batches, with their dlt hints.
+"""The shape of the tables: ``report_jobs`` rows, tagged report batches, and each table's dlt hints.
 
 ``report_jobs`` is merged on ``job_id``, so a job's row is updated as its status
 changes. Report tables are merged with the delete-insert strategy on the window start:
 loading a window again replaces that window's rows instead of doubling them. No report
-column is listed anywhere: the columns come from each file.
+column is listed anywhere: the columns come from each file. Each table has a resource
+of its own (see :mod:`tikpay_source`), so these hints are the resources' own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,16 +17,17 @@ from zoneinfo import ZoneInfo
 import dlt
 import pyarrow as pa
 
-from tikpay_source.client import ApiJob
-from tikpay_source.jobs import Entry
+from tikpay_source.api import IN_PROGRESS, ApiJob
+from tikpay_source.errors import ConfigError
+from tikpay_source.readers import ReportFile
 from tikpay_source.settings import (
     JOB_ID_COLUMN,
-    JOBS_TABLE,
     REPORT_TABLES,
     WINDOW_END_COLUMN,
     WINDOW_START_COLUMN,
 )
-from tikpay_source.windows import parse_local
+from tikpay_source.state import Entry
+from tikpay_source.windows import Window, parse_local
 
 JOB_COLUMNS: dict[str, dict[str, Any]] = {
     "job_id": {"data_type": "text", "nullable": False},
@@ -47,26 +49,21 @@ JOB_COLUMNS: dict[str, dict[str, Any]] = {
     "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},
 }
 
-_JOB_HINTS = dlt.mark.make_hints(
-    table_name=JOBS_TABLE, primary_key="job_id", write_disposition="merge", columns=JOB_COLUMNS
-)
+JOB_HINTS: dict[str, Any] = {"primary_key": "job_id", "write_disposition": "merge", "columns": JOB_COLUMNS}
 
-
-_REPORT_HINTS = {
-    report_type: dlt.mark.make_hints(
-        table_name=table,
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        merge_key=WINDOW_START_COLUMN,
-        columns={
-            JOB_ID_COLUMN: {"data_type": "text", "nullable": False},
-            # the window as the API saw it: naive local wall-clock time, like startTime/endTime
-            WINDOW_START_COLUMN: {"data_type": "timestamp", "timezone": False, "nullable": False},
-            WINDOW_END_COLUMN: {"data_type": "timestamp", "timezone": False, "nullable": False},
-        },
-    )
-    for report_type, table in REPORT_TABLES.items()
+REPORT_HINTS: dict[str, Any] = {
+    "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+    "merge_key": WINDOW_START_COLUMN,
+    "columns": {
+        JOB_ID_COLUMN: {"data_type": "text", "nullable": False},
+        # the window as the API saw it: naive local wall-clock time, like startTime/endTime
+        WINDOW_START_COLUMN: {"data_type": "timestamp", "timezone": False, "nullable": False},
+        WINDOW_END_COLUMN: {"data_type": "timestamp", "timezone": False, "nullable": False},
+    },
 }
 
+# load_status of a report_jobs row whose file is handed to its table's resource
+LOADED_STATUS = "loaded"
 
 _TAG_TYPES = {
     JOB_ID_COLUMN: pa.string(),
@@ -75,13 +72,19 @@ _TAG_TYPES = {
 }
 
 
+def selected_report_types(report_types: Iterable[str], selected_resources: Iterable[str]) -> tuple[str, ...]:
+    """The configured report types whose table's resource is selected, in the configured order."""
+    chosen = set(selected_resources)
+    return tuple(rt for rt in report_types if REPORT_TABLES[rt] in chosen)
+
+
 def _aware(local: str | None, zone: ZoneInfo) -> datetime | None:
     """An API local time as an aware datetime in the operator's zone (None stays None)."""
     if not local:
         return None
     try:
         return parse_local(local).replace(tzinfo=zone)
-    except Exception:
+    except ConfigError:
         return None
 
 
@@ -93,15 +96,15 @@ def job_row(
     job: ApiJob | None = None,
     rows_loaded: int | None = None,
     file_size: int | None = None,
-) -> Any:
-    """One ``report_jobs`` row for a job (never its download link), marked for its table."""
-    row = {
+) -> dict[str, Any]:
+    """One ``report_jobs`` row for a job (never its download link)."""
+    return {
         "job_id": (job.job_id if job else entry.job_id),
         "report_type": entry.window.report_type,
         "file_type": (job.file_type if job else entry.file_type),
         "window_start": entry.window.start,
         "window_end": entry.window.end,
-        "status": job.status if job else "IN_PROGRESS",
+        "status": job.status if job else IN_PROGRESS,
         "load_status": load_status,
         "timezone": (job.timezone if job and job.timezone else zone.key),
         "created_at": _aware(job.created_at, zone) if job else None,
@@ -113,21 +116,20 @@ def job_row(
         "error": entry.error,
         "updated_at": datetime.now(timezone.utc),
     }
-    return dlt.mark.with_hints(row, _JOB_HINTS, create_table_variant=True)
 
 
-def report_batch(batch: pa.RecordBatch, entry: Entry, job_id: str) -> Any:
-    """A batch of report rows tagged with its job and window, marked for its report table."""
+def tag_batch(batch: pa.RecordBatch, window: Window, job_id: str) -> pa.RecordBatch:
+    """A batch of report rows tagged with the job and window it came from."""
     rows = batch.num_rows
     tagged = batch
     for name, value in (
         (JOB_ID_COLUMN, job_id),
-        (WINDOW_START_COLUMN, entry.window.start),
-        (WINDOW_END_COLUMN, entry.window.end),
+        (WINDOW_START_COLUMN, window.start),
+        (WINDOW_END_COLUMN, window.end),
     ):
         scalar = pa.scalar(value, _TAG_TYPES[name])
         tagged = tagged.append_column(pa.field(name, scalar.type, nullable=False), pa.repeat(scalar, rows))
-    return dlt.mark.with_hints(tagged, _REPORT_HINTS[entry.window.report_type], create_table_variant=True)
+    return tagged
 
 
 def _dlt_type(arrow_type: pa.DataType) -> str | None:
@@ -170,11 +172,11 @@ class ColumnTypeMemory:
 
         return loaded_type
 
-    def remember(self, report_type: str, batch: pa.RecordBatch) -> None:
-        """Note the types of a batch about to be yielded (the first one for each column wins)."""
+    def remember(self, report_type: str, report: ReportFile) -> None:
+        """Note the types of a report about to be loaded (the first one for each column wins)."""
         seen = self._this_run.setdefault(REPORT_TABLES[report_type], {})
         normalise = dlt.current.source_schema().naming.normalize_identifier
-        for field, column in zip(batch.schema, batch.columns, strict=True):
+        for field in report.schema:
             loaded_as = _dlt_type(field.type)
-            if loaded_as and column.null_count < len(column):  # an empty column says nothing of its type
+            if loaded_as and report.non_null.get(field.name):  # an empty column says nothing of its type
                 seen.setdefault(normalise(field.name), loaded_as)

@@ -123,6 +123,14 @@ def split_windows(report_type: str, start: datetime, end: datetime, size: timede
         cursor = boundary
 
 
+def iso_duration(size: timedelta) -> str:
+    """An ISO 8601 rendering of a window size (P1D, PT6H, PT30M)."""
+    if size % DAY == timedelta(0):
+        return f"P{size.days}D"
+    minutes = int(size.total_seconds() // 60)
+    return f"PT{minutes // 60}H" if minutes % 60 == 0 else f"PT{minutes}M"
+
+
 def default_end(now_local: datetime, lag: timedelta, size: timedelta) -> datetime:
     """End of the last complete window before ``now - lag``: the default ``end_time``."""
     return floor_to_grid(now_local - lag, size)

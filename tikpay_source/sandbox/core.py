@@ -12,7 +12,7 @@ from tikpay_source.sandbox.clock import SandboxClock, parse_local
 from tikpay_source.sandbox.data import REPORT_COLUMNS, ReportData
 from tikpay_source.sandbox.downloads import DownloadService
 from tikpay_source.sandbox.faults import Fault, FaultBook
-from tikpay_source.sandbox.jobs import Job, JobStore
+from tikpay_source.sandbox.jobs import Job, JobStore, Resolution
 from tikpay_source.sandbox.links import LinkSigner
 from tikpay_source.sandbox.server import RequestLog, SandboxHTTPServer, start_server
 from tikpay_source.sandbox.settings import DEMO_API_KEY, REPORT_TYPES, SandboxSettings
@@ -122,13 +122,18 @@ class Sandbox:
         """Switch every pending fault off."""
         self._faults.clear()
 
-    def _resolve(self, job: Job) -> str:
+    def _resolve(self, job: Job) -> Resolution:
         if self._faults.take("job_failed", report_type=job.report_type) is not None:
-            return "FAILED"
+            return Resolution("FAILED")
         if self._faults.take("no_data", report_type=job.report_type) is not None:
-            return "NO_DATA"
+            return Resolution("NO_DATA")
+        odd = self._faults.take("odd_status", report_type=job.report_type)
+        if odd is not None:
+            return Resolution(odd.job_status)
+        if self._faults.take("no_link", report_type=job.report_type) is not None:
+            return Resolution("COMPLETE", linkless=True)
         has_rows = self._data.has_rows(job.report_type, job.start_time, job.end_time)
-        return "COMPLETE" if has_rows else "NO_DATA"
+        return Resolution("COMPLETE" if has_rows else "NO_DATA")
 
     # -- inspection ------------------------------------------------------------------------
 

@@ -23,13 +23,15 @@ _KIND_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "quota_exhausted": API_ENDPOINTS,
     "job_failed": (),
     "no_data": (),
+    "odd_status": (),
+    "no_link": (),
     "expire_token": (),
     "expire_links": (),
 }
 # Kinds that act once, at injection, instead of waiting for a request.
 INSTANT_KINDS = frozenset({"expire_token", "expire_links"})
 # Kinds consumed when a job resolves rather than when a request arrives.
-JOB_KINDS = frozenset({"job_failed", "no_data"})
+JOB_KINDS = frozenset({"job_failed", "no_data", "odd_status", "no_link"})
 FAULT_KINDS = frozenset(_KIND_ENDPOINTS)
 
 
@@ -44,7 +46,8 @@ class Fault:
     particular kinds: ``status`` and ``retry_after`` for "status" (503 answers carry
     ``Retry-After`` when ``retry_after`` is set), ``retry_after`` for
     "quota_exhausted", ``delay`` (seconds) for "slow", ``after_bytes`` for "drop",
-    ``report_type`` for the job kinds (None = any report type).
+    ``report_type`` for the job kinds (None = any report type), ``job_status`` for
+    "odd_status" (the status the job is listed with, one the public reference does not name).
     """
 
     kind: str
@@ -55,6 +58,7 @@ class Fault:
     after_bytes: int = 0
     retry_after: float | None = None
     report_type: str | None = None
+    job_status: str = "ARCHIVED"
 
     def __post_init__(self) -> None:
         """Fail at ``inject`` time, where the mistake is, not deep in a request."""

@@ -35,13 +35,24 @@ class Job:
     completed: float | None = None
     list_calls: int = 0  # list calls that have seen this job while it was in progress
     download_url: str | None = None  # the link most recently handed out by a list call
+    linkless: bool = False  # a "no_link" fault: COMPLETE, but listed without a downloadUrl
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a job ends: its final status, and whether the list leaves out its download link."""
+
+    status: str
+    linkless: bool = False
 
 
 class JobStore:
     """Every job of a sandbox, thread-safe, with lifecycle driven by list calls."""
 
-    def __init__(self, settings: SandboxSettings, clock: SandboxClock, resolve: Callable[[Job], str]) -> None:
-        """``resolve`` decides the final status of a job (COMPLETE, NO_DATA or FAILED)."""
+    def __init__(
+        self, settings: SandboxSettings, clock: SandboxClock, resolve: Callable[[Job], Resolution]
+    ) -> None:
+        """``resolve`` decides how a job ends (COMPLETE, NO_DATA, FAILED, or a fault's odd status)."""
         self._settings = settings
         self._clock = clock
         self._tz = ZoneInfo(settings.timezone)
@@ -82,7 +93,8 @@ class JobStore:
         due_calls = job.list_calls >= self._settings.complete_after_list_calls
         due_time = now - job.created >= self._settings.complete_after_seconds
         if due_calls and due_time:
-            job.status = self._resolve(dataclasses.replace(job))
+            resolution = self._resolve(dataclasses.replace(job))
+            job.status, job.linkless = resolution.status, resolution.linkless
             job.completed = now
         else:
             job.list_calls += 1
@@ -120,6 +132,6 @@ class JobStore:
         }
         if job.completed is not None:
             body["completedAt"] = format_local(job.completed, self._tz)
-        if download_url is not None and job.status == "COMPLETE":
+        if download_url is not None and job.status == "COMPLETE" and not job.linkless:
             body["downloadUrl"] = download_url
         return body

@@ -1,14 +1,18 @@
-"""Planning a run's requests: the adoption check, the budget, and ``--plan`` making no request."""
+"""The request budget: the adoption check, the submissions that fit, and ``--plan`` making no request."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli import cli_env, run_cli
+from harness import Harness
 
-from tikpay_source.planning import RunPlan, needs_adoption_check
+from tikpay_source import plan_next_run
+from tikpay_source.budget import RunPlan, needs_adoption_check
 from tikpay_source.sandbox import Sandbox
 from tikpay_source.windows import Window
 
@@ -63,3 +67,38 @@ def test_plan_flag_prints_the_plan_without_any_api_request(sandbox: Sandbox, tmp
     assert "TAPS: 90 window(s) from 2025-01-01T00:00:00 to 2025-04-01T00:00:00" in result.stdout
     assert "this run: 18 submission(s)" in result.stdout and "need about 10 day(s) of quota" in result.stdout
     assert sandbox.api_requests == []
+
+
+# --- the plan is the run: --plan's numbers are what the run then spends -------------------------
+
+PLAN_EQUALS_RUN = {
+    "a fresh pipeline (adoption list first)": ([], {"end_time": "2025-03-04"}),
+    "jobs in flight from an earlier run": (
+        [{"end_time": "2025-03-03", "max_wait": 0}],
+        {"end_time": "2025-03-06"},
+    ),
+    "a budget smaller than the windows owed": ([], {"end_time": "2025-03-11", "max_requests": 4}),
+    "max_wait 0: submit only": ([], {"end_time": "2025-03-04", "max_wait": 0}),
+    "in flight, and more owed than a day's quota": (
+        [{"end_time": "2025-03-03", "max_wait": 0}],
+        {"end_time": "2025-04-10"},
+    ),
+}
+
+
+@pytest.mark.parametrize("earlier, run", PLAN_EQUALS_RUN.values(), ids=PLAN_EQUALS_RUN.keys())
+def test_plan_equals_run(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path, earlier: list[dict[str, Any]], run: dict[str, Any]
+) -> None:
+    """``plan_next_run`` (what --plan prints) predicts the run's submissions and requests exactly."""
+    harness = Harness(make_sandbox(complete_after_list_calls=0), tmp_path)
+    settings = {"report_types": ["TRIPS"], "start_time": "2025-03-01"}
+    for overrides in earlier:
+        harness.run(**settings, **overrides)
+
+    source = harness.source(**settings, **run)
+    plan = plan_next_run(harness.pipeline(), source)
+    summary = harness.load(source)
+
+    assert (summary.submitted, summary.requests) == (plan.submissions, plan.requests)
+    assert summary.submitted + summary.adopted <= len(plan.windows)

@@ -1,12 +1,13 @@
-"""The window book: planning from state, adopting live jobs, advancing last_end only over a loaded prefix."""
+"""The run state: planning from it, adopting live jobs, advancing last_end only over a loaded prefix."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from tikpay_source.client import ApiJob
+from tikpay_source.api import ApiJob
 from tikpay_source.config import TikpayConfig, build_config
-from tikpay_source.jobs import GAVE_UP, LOADED, RETRY, SUBMITTED, WindowBook
+from tikpay_source.state import GAVE_UP, LOADED, OWED, SUBMITTED, RunState
+from tikpay_source.windows import Window
 
 NOW = datetime(2025, 3, 5, 12, 0)
 
@@ -14,6 +15,10 @@ NOW = datetime(2025, 3, 5, 12, 0)
 def config(**overrides: object) -> TikpayConfig:
     settings = {"client_id": "id", "client_secret": "secret", "api_key": "key", "environment": "prod-au1"}
     return build_config(**{**settings, "report_types": ["TRIPS"], "start_time": "2025-03-01", **overrides})
+
+
+def plan(state: RunState, cfg: TikpayConfig) -> list[Window]:
+    return state.plan_owed(cfg.report_types, cfg.first_start(NOW), cfg.end_bound(NOW), cfg.window)
 
 
 def api_job(job_id: str, start: str, end: str, status: str = "IN_PROGRESS", file_type: str = "csv") -> ApiJob:
@@ -25,15 +30,14 @@ def api_job(job_id: str, start: str, end: str, status: str = "IN_PROGRESS", file
 
 def test_a_first_run_anchors_at_start_time_and_plans_up_to_the_last_complete_window() -> None:
     state: dict = {}
-    book = WindowBook(state, config())
-    planned = book.plan(NOW)
+    planned = plan(RunState(state, "csv"), config())
     assert [w.start.day for w in planned] == [1, 2, 3, 4]  # the 5th is not over yet
-    assert state["last_end"] == {"TRIPS": "2025-03-01T00:00:00"}
+    assert state["resources"]["trips"]["last_end"] == "2025-03-01T00:00:00"
 
 
 def test_live_jobs_for_waiting_windows_are_adopted_and_failed_ones_are_not() -> None:
-    book = WindowBook({}, config())
-    book.add_planned(book.plan(NOW))
+    book = RunState({}, "csv")
+    plan(book, config())
     book.reconcile(
         [
             api_job("A", "2025-03-01", "2025-03-02", "COMPLETE"),
@@ -43,54 +47,67 @@ def test_live_jobs_for_waiting_windows_are_adopted_and_failed_ones_are_not() -> 
     )
     by_day = {e.window.start.day: e for e in book.entries.values()}
     assert (by_day[1].status, by_day[1].job_id) == (SUBMITTED, "A")
-    assert by_day[2].status == RETRY and by_day[3].status == RETRY and by_day[4].status == RETRY
+    assert by_day[2].status == OWED and by_day[3].status == OWED and by_day[4].status == OWED
 
 
 def test_last_end_advances_only_over_a_contiguous_loaded_prefix() -> None:
     state: dict = {}
-    book = WindowBook(state, config())
-    book.add_planned(book.plan(NOW))
+    book = RunState(state, "csv")
+    plan(book, config())
     first, second, third, _ = sorted(book.entries.values(), key=lambda e: e.window)
     book.loaded(second)  # out of order: day 1 is still missing
-    assert state["last_end"]["TRIPS"] == "2025-03-01T00:00:00" and second.status == LOADED
+    assert state["resources"]["trips"]["last_end"] == "2025-03-01T00:00:00" and second.status == LOADED
     book.loaded(first)
-    assert state["last_end"]["TRIPS"] == "2025-03-03T00:00:00"
+    assert state["resources"]["trips"]["last_end"] == "2025-03-03T00:00:00"
     assert third.window.key in book.entries and first.window.key not in book.entries
-    book.save()
+    book.finish("run", {})
     # days 3 and 4 were never submitted: the next run plans them afresh from its own configuration
-    assert [w.start.day for w in WindowBook(state, config()).plan(NOW)] == [3, 4]
+    assert [w.start.day for w in plan(RunState(state, "csv"), config())] == [3, 4]
 
 
 def test_a_known_job_missing_from_the_list_expired_and_its_window_is_submitted_again() -> None:
-    book = WindowBook({}, config(end_time="2025-03-02"))
-    book.add_planned(book.plan(NOW))
+    book = RunState({}, "csv")
+    plan(book, config(end_time="2025-03-02"))
     (entry,) = book.entries.values()
     book.submitted(entry, "A")
     book.reconcile([])
-    assert entry.status == RETRY and "expired" in (entry.error or "")
+    assert entry.status == OWED and "expired" in (entry.error or "")
 
 
 def test_a_window_gives_up_after_three_attempts_and_can_be_retried() -> None:
-    book = WindowBook({}, config(end_time="2025-03-02"))
-    book.add_planned(book.plan(NOW))
+    book = RunState({}, "csv")
+    plan(book, config(end_time="2025-03-02"))
     (entry,) = book.entries.values()
     for attempt in range(3):
         book.submitted(entry, f"job-{attempt}")
-        book.fail(entry, "FAILED at Tikpay")
+        book.failed(entry, "FAILED at Tikpay")
     assert entry.status == GAVE_UP and book.gave_up() == [entry]
-    book.retry_gave_up()
-    assert entry.status == RETRY and entry.attempts == 0
+    book.retry_given_up()
+    assert entry.status == OWED and entry.attempts == 0
 
 
 def test_state_survives_a_round_trip() -> None:
     state: dict = {}
-    book = WindowBook(state, config())
-    book.add_planned(book.plan(NOW))
-    book.submitted(book.to_submit()[0], "A")
-    book.save()
-    again = WindowBook(state, config())
+    book = RunState(state, "csv")
+    plan(book, config())
+    book.submitted(book.owed()[0], "A")
+    book.finish("run", {})
+    again = RunState(state, "csv")
     assert {k: (e.status, e.job_id) for k, e in again.entries.items()} == {
         k: (e.status, e.job_id) for k, e in book.entries.items() if e.job_id
     }
     assert len(again.entries) == 1  # windows never submitted are planned afresh from the next run's config
-    assert len(again.plan(NOW)) == 3
+    assert len(plan(again, config())) == 3
+
+
+def test_state_of_the_first_layout_is_moved_to_each_table() -> None:
+    """Before each table had a resource, report_jobs' state held every type's progress."""
+    key = "TRIPS|2025-03-04T00:00:00|2025-03-05T00:00:00"
+    window = {"status": "submitted", "job_id": "A", "file_type": "csv", "attempts": 1, "error": None}
+    source_state: dict = {
+        "resources": {"report_jobs": {"last_end": {"TRIPS": "2025-03-04T00:00:00"}, "windows": {key: window}}}
+    }
+    state = RunState(source_state, "csv")
+    assert state.in_flight()[0].job_id == "A" and state.last_end("TRIPS") == datetime(2025, 3, 4)
+    assert source_state["resources"]["trips"] == {"last_end": "2025-03-04T00:00:00", "windows": {key: window}}
+    assert source_state["resources"]["report_jobs"] == {}

@@ -1,0 +1,106 @@
+"""The source's resources as dlt means them: one per table, selectable, and a clone keeping its own state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dlt
+from harness import Harness, assert_exact, daily
+
+from tikpay_source import plan_next_run, run_summary
+from tikpay_source.sandbox import Fault, Sandbox
+from tikpay_source.settings import EXIT_OK, EXIT_WINDOWS_FAILED, REPORT_TABLES
+
+TWO_DAYS = {"start_time": "2025-03-01", "end_time": "2025-03-03"}
+
+
+def test_each_report_table_is_a_resource_and_report_types_selects_them(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    harness = Harness(sandbox, tmp_path)
+    assert list(harness.source().resources) == ["report_jobs", "customers", "payments", "taps", "trips"]
+    assert set(harness.source().selected_resources) == {"report_jobs", *REPORT_TABLES.values()}
+    only = harness.source(report_types=["TAPS", "TRIPS"])
+    assert set(only.selected_resources) == {"report_jobs", "taps", "trips"}
+
+
+def test_selecting_one_table_submits_and_loads_that_report_type_alone(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    harness = Harness(sandbox, tmp_path)
+    summary = harness.load(harness.source(**TWO_DAYS).with_resources("report_jobs", "trips"))
+
+    assert summary.exit_code == EXIT_OK and summary.submitted == 2 and summary.windows_loaded == 2
+    assert {s["reportType"] for s in sandbox.submissions()} == {"TRIPS"}
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+    assert not any(harness.table_exists(t) for t in ("customers", "payments", "taps"))
+    assert harness.query("SELECT DISTINCT report_type FROM report_jobs") == [("TRIPS",)]
+
+    # the other types start from their own beginning when they are selected later; TRIPS is not asked again
+    later = harness.load(harness.source(**TWO_DAYS).with_resources("report_jobs", "taps"))
+    assert later.submitted == 2 and {s["reportType"] for s in sandbox.submissions()} == {"TRIPS", "TAPS"}
+    assert_exact(harness, "TAPS", daily("2025-03-01", 2))
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+
+
+def test_a_table_resource_alone_loads_its_rows_without_the_jobs_table(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    harness = Harness(sandbox, tmp_path)
+    summary = harness.load(harness.source(**TWO_DAYS).with_resources("payments"))
+
+    assert summary.windows_loaded == 2 and {s["reportType"] for s in sandbox.submissions()} == {"PAYMENTS"}
+    assert_exact(harness, "PAYMENTS", daily("2025-03-01", 2))
+    assert not harness.table_exists("report_jobs")
+
+
+def test_one_table_can_be_refreshed_alone(sandbox: Sandbox, tmp_path: Path) -> None:
+    """dlt's drop_resources refresh of one table reloads that report type from its start, and no other.
+
+    The API still holds the jobs of the first load, so the refresh adopts them: no quota spent on them.
+    """
+    harness = Harness(sandbox, tmp_path)
+    harness.run(report_types=["TAPS", "TRIPS"], **TWO_DAYS)
+    assert len(sandbox.submissions()) == 4
+
+    refreshed = harness.load(harness.source(**TWO_DAYS).with_resources("trips"), refresh="drop_resources")
+
+    assert (refreshed.windows_loaded, refreshed.adopted, refreshed.submitted) == (2, 2, 0)
+    assert len(sandbox.submissions("TRIPS")) == len(sandbox.submissions("TAPS")) == 2
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+    assert_exact(harness, "TAPS", daily("2025-03-01", 2))
+
+
+def test_a_renamed_clone_keeps_its_own_state_summary_and_plan(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A clone's state lives under its own name: its summary and --plan read that, not the original's."""
+    harness = Harness(sandbox, tmp_path)
+    sandbox.inject(Fault("malformed_row", times=None))  # every file is bad: the run's windows fail
+    clone = harness.source(report_types=["TRIPS"], **TWO_DAYS).clone(with_name="tikpay_prod")
+    failed = harness.load(clone)
+
+    assert failed.exit_code == EXIT_WINDOWS_FAILED and len(failed.window_errors) == 2
+    state = harness.pipeline().state["sources"]
+    assert "tikpay_prod" in state and "tikpay" not in state
+    assert run_summary(harness.pipeline()).exit_code == EXIT_WINDOWS_FAILED  # found without naming it
+
+    sandbox.clear_faults()
+    again = harness.source(report_types=["TRIPS"], **TWO_DAYS).clone(with_name="tikpay_prod")
+    plan = plan_next_run(harness.pipeline(), again)
+    assert plan.in_flight == 2 and plan.windows == ()  # the clone's jobs, waiting to be loaded
+    assert harness.load(again).windows_loaded == 2
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+
+
+def test_two_sources_in_one_pipeline_are_summarised_apart(sandbox: Sandbox, tmp_path: Path) -> None:
+    harness = Harness(sandbox, tmp_path)
+    first = harness.load(harness.source(report_types=["TRIPS"], **TWO_DAYS))
+    second = harness.load(harness.source(report_types=["TAPS"], **TWO_DAYS).clone(with_name="tikpay_taps"))
+
+    pipeline = dlt.pipeline(pipeline_name=harness.name, pipelines_dir=str(harness.pipelines_dir))
+    span = ("2025-03-01T00:00:00", "2025-03-03T00:00:00")
+    assert (
+        run_summary(pipeline, harness.source()).rows
+        == first.rows
+        == {"trips": sandbox.count_rows("TRIPS", *span)}
+    )
+    assert second.rows == {"taps": sandbox.count_rows("TAPS", *span)}

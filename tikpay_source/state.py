@@ -1,0 +1,312 @@
+"""The connector's state: every key dlt keeps for it, and every change a window goes through.
+
+This module is the one owner of the state's layout. It lives in the source's own section
+of the pipeline state, ``sources.<source name>``, so a cloned or renamed source
+(``tikpay.clone(name="tikpay_prod")``) keeps a state of its own, and dlt commits it to
+the destination together with the rows it describes. Each report type's progress is in
+the resource state of its table, so refreshing one table (dlt's ``refresh="drop_resources"``
+with that resource selected) starts that report type afresh and leaves the others be:
+
+* ``resources.<table>.last_end``: the end of the last window loaded with every window before it;
+* ``resources.<table>.windows[key]``: each window past ``last_end`` that has been submitted,
+  loaded out of order, or failed, with its job id and attempt count;
+* ``resources.report_jobs.api_timezone``: the operator's zone as the job list reported it;
+* ``resources.report_jobs.run_id``: the id of the last run whose extract finished (see
+  :mod:`tikpay_source.budget`);
+* ``resources.report_jobs.last_run``: what that run did, read back by
+  :func:`tikpay_source.outcome.run_summary`.
+
+A window's life, each arrow one method of :class:`RunState`::
+
+    owed --submitted--> submitted --complete--> complete --loaded--> loaded
+      |  --submission_unclear--> uncertain --adopted/failed--^
+      ^-------- failed (FAILED, expired, refused) while attempts remain; then gave_up
+
+Nothing here makes a request; the runner does, and tells this module what it learnt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob
+from tikpay_source.errors import ConfigError
+from tikpay_source.settings import JOBS_TABLE, MAX_SUBMIT_ATTEMPTS, REPORT_TABLES
+from tikpay_source.windows import Window, format_local, parse_local, split_windows
+
+# Status of a window, as stored in the state.
+OWED = "retry"  # no live job: submit (again); stored as "retry" since the first release
+SUBMITTED = "submitted"  # a job is known and the API is working on it
+UNCERTAIN = "uncertain"  # a submission may have reached the API; the next list decides
+COMPLETE_NOT_LOADED = "complete"  # the job is COMPLETE, its file not loaded yet
+LOADED = "loaded"  # rows (or NO_DATA) loaded; kept only until last_end passes it
+GAVE_UP = "gave_up"  # failed MAX_SUBMIT_ATTEMPTS times: reported every run until retried
+
+_LIVE = (SUBMITTED, UNCERTAIN, COMPLETE_NOT_LOADED)
+
+
+@dataclass
+class Entry:
+    """A window past ``last_end`` and what is known of its job. Changed only by :class:`RunState`."""
+
+    window: Window
+    status: str
+    job_id: str | None = None
+    file_type: str = "csv"
+    attempts: int = 0
+    error: str | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "job_id": self.job_id,
+            "file_type": self.file_type,
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+
+
+def window_from_key(key: str) -> Window:
+    """Inverse of :attr:`Window.key`."""
+    report_type, start, end = key.split("|")
+    return Window(parse_local(start), parse_local(end), report_type)
+
+
+def job_window(job: ApiJob) -> Window | None:
+    """The window an API job covers, or None if its times are not local date-times."""
+    try:
+        return Window(parse_local(job.start_time), parse_local(job.end_time), job.report_type)
+    except ConfigError:
+        return None
+
+
+def stored_state(pipeline: Any, source_name: str | None = None) -> dict[str, Any]:
+    """The connector's source state in ``pipeline`` (empty if it never ran), for reading only.
+
+    ``source_name`` is the source's real name (``source.name``). Without it, the source is
+    the one of the pipeline whose last run finished latest, which is the only one in
+    nearly every pipeline.
+    """
+    sources: dict[str, Any] = pipeline.state.get("sources", {})
+    if source_name is not None:
+        return sources.get(source_name, {})
+    ours = [held for held in sources.values() if isinstance(held.get("resources", {}).get(JOBS_TABLE), dict)]
+    return max(ours, key=lambda held: _finished_at(held["resources"][JOBS_TABLE]), default={})
+
+
+def last_run_of(source_state: dict[str, Any]) -> dict[str, Any]:
+    """The ``last_run`` record in a source state (empty if the source never finished a run)."""
+    return source_state.get("resources", {}).get(JOBS_TABLE, {}).get("last_run") or {}
+
+
+def _finished_at(run: dict[str, Any]) -> str:
+    return (run.get("last_run") or {}).get("finished_at") or ""
+
+
+class RunState:
+    """Reads and changes the connector's source state dict (dlt's, or a copy for ``--plan``)."""
+
+    def __init__(self, source_state: dict[str, Any], file_type: str) -> None:
+        self._resources: dict[str, Any] = source_state.setdefault("resources", {})
+        self._run: dict[str, Any] = self._resources.setdefault(JOBS_TABLE, {})
+        self._file_type = file_type
+        _move_progress_to_tables(self._run, self._resources)
+        self.entries: dict[str, Entry] = {}
+        for table in REPORT_TABLES.values():
+            for key, value in self._resources.get(table, {}).get("windows", {}).items():
+                self.entries[key] = Entry(window_from_key(key), **value)
+
+    # --- what is known ------------------------------------------------------------------
+
+    @property
+    def api_timezone(self) -> str | None:
+        return self._run.get("api_timezone")
+
+    @property
+    def committed_run_id(self) -> str | None:
+        return self._run.get("run_id")
+
+    def last_end(self, report_type: str) -> datetime | None:
+        value = self._resources.get(REPORT_TABLES[report_type], {}).get("last_end")
+        return parse_local(value) if value else None
+
+    def _set_last_end(self, report_type: str, value: datetime) -> None:
+        self._resources.setdefault(REPORT_TABLES[report_type], {})["last_end"] = format_local(value)
+
+    def owed(self, report_types: Iterable[str] | None = None) -> list[Entry]:
+        """Entries waiting for a submission, oldest window first across report types."""
+        chosen = set(report_types) if report_types is not None else None
+        waiting = [
+            e
+            for e in self.entries.values()
+            if e.status == OWED and (chosen is None or e.window.report_type in chosen)
+        ]
+        return sorted(waiting, key=lambda e: (e.window.start, e.window.report_type))
+
+    def in_flight(self, report_types: Iterable[str] | None = None) -> list[Entry]:
+        """Entries whose job is alive (or whose submission is unknown), oldest first."""
+        chosen = set(report_types) if report_types is not None else None
+        live = [
+            e
+            for e in self.entries.values()
+            if e.status in _LIVE and (chosen is None or e.window.report_type in chosen)
+        ]
+        return sorted(live, key=lambda e: (e.window.start, e.window.report_type))
+
+    def gave_up(self) -> list[Entry]:
+        return sorted((e for e in self.entries.values() if e.status == GAVE_UP), key=lambda e: e.window)
+
+    # --- planning -----------------------------------------------------------------------
+
+    def plan_owed(
+        self, report_types: Iterable[str], first_start: datetime, end: datetime, size: Any
+    ) -> list[Window]:
+        """Put every window up to ``end`` that was never submitted in the state as owed.
+
+        A report type seen for the first time is anchored at ``first_start`` and its
+        ``last_end`` starts there. Windows already known are skipped; a gap between them
+        (after a change of ``window``) is planned afresh, so coverage stays contiguous.
+        """
+        planned: list[Window] = []
+        for report_type in report_types:
+            cursor = self.last_end(report_type)
+            if cursor is None:  # a report type's first run anchors where its history begins
+                cursor = first_start
+                self._set_last_end(report_type, cursor)
+            known = sorted(e.window for e in self.entries.values() if e.window.report_type == report_type)
+            for window in known:
+                if window.start > cursor:
+                    planned.extend(split_windows(report_type, cursor, min(window.start, end), size))
+                cursor = max(cursor, window.end)
+            planned.extend(split_windows(report_type, cursor, end, size))
+        for window in planned:
+            self.entries.setdefault(window.key, Entry(window, OWED, file_type=self._file_type))
+        return sorted(planned, key=lambda w: (w.start, w.report_type))
+
+    # --- a window's transitions -----------------------------------------------------------
+
+    def submitted(self, entry: Entry, job_id: str) -> None:
+        entry.attempts += 1
+        entry.status, entry.job_id, entry.error = SUBMITTED, job_id, None
+
+    def submission_unclear(self, entry: Entry) -> None:
+        """The answer to a submission was lost: the next job list tells whether the job exists."""
+        entry.attempts += 1
+        entry.status, entry.job_id = UNCERTAIN, None
+
+    def refused(self, entry: Entry, reason: str) -> None:
+        """The API refused the submission (a 4xx, a 501): it counts as an attempt that failed."""
+        entry.attempts += 1
+        self.failed(entry, reason)
+
+    def adopted(self, entry: Entry, job: ApiJob) -> None:
+        """A live job found in the list for a window that was owed or uncertain."""
+        entry.status, entry.job_id, entry.error = SUBMITTED, job.job_id, None
+
+    def complete(self, entry: Entry) -> None:
+        entry.status = COMPLETE_NOT_LOADED
+
+    def failed(self, entry: Entry, reason: str) -> None:
+        """The job FAILED, expired or never existed: owed again while attempts remain, else given up."""
+        entry.error, entry.job_id = reason, None
+        entry.status = OWED if entry.attempts < MAX_SUBMIT_ATTEMPTS else GAVE_UP
+
+    def not_loaded(self, entry: Entry, reason: str) -> None:
+        """The job's file, or the API's answer about it, could not be used: tried again next run."""
+        entry.error = reason
+
+    def loaded(self, entry: Entry) -> None:
+        """The window's rows are in this load; advance ``last_end`` over every loaded prefix."""
+        entry.status, entry.error = LOADED, None
+        report_type = entry.window.report_type
+        mine = sorted(
+            (e for e in self.entries.values() if e.window.report_type == report_type), key=lambda e: e.window
+        )
+        cursor = self.last_end(report_type)
+        for earlier in mine:
+            if earlier.status != LOADED or earlier.window.start != cursor:
+                break
+            cursor = earlier.window.end
+            del self.entries[earlier.window.key]
+        if cursor is not None:
+            self._set_last_end(report_type, cursor)
+
+    def retry_given_up(self) -> None:
+        """Give windows that exhausted their attempts a fresh set (``--retry-failed``)."""
+        for entry in self.gave_up():
+            entry.status, entry.attempts, entry.error = OWED, 0, None
+
+    # --- what the job list said -------------------------------------------------------------
+
+    def reconcile(self, jobs: Iterable[ApiJob]) -> list[Entry]:
+        """Match the job list against the state; return the owed entries that adopted a job.
+
+        Jobs already submitted for a window that is owed or uncertain (same report type,
+        start, end and file type, not FAILED) are adopted instead of submitted again: this
+        is what makes a crash after a submission harmless. Known jobs missing from the list
+        have expired before being loaded, and their windows are owed again.
+        """
+        by_id: dict[str, ApiJob] = {}
+        live_by_window: dict[tuple[str, str], ApiJob] = {}
+        for job in jobs:
+            by_id[job.job_id] = job
+            window = job_window(job)
+            if window is None or job.status == FAILED:
+                continue
+            slot = (window.key, job.file_type)
+            current = live_by_window.get(slot)
+            if current is None or _rank(job) > _rank(current):
+                live_by_window[slot] = job
+        adopted = []
+        for entry in self.entries.values():
+            if entry.status in (SUBMITTED, COMPLETE_NOT_LOADED) and entry.job_id not in by_id:
+                self.failed(entry, f"job {entry.job_id} expired before its file was loaded")
+            if entry.status in (UNCERTAIN, OWED):
+                job = live_by_window.get((entry.window.key, entry.file_type))
+                if job is not None:
+                    if entry.status == OWED:
+                        adopted.append(entry)
+                    self.adopted(entry, job)
+                elif entry.status == UNCERTAIN:
+                    self.failed(entry, "a submission met a server error and never reached the job list")
+        return adopted
+
+    # --- the run as a whole -------------------------------------------------------------------
+
+    def remember_timezone(self, zone: str) -> None:
+        self._run["api_timezone"] = zone
+
+    def finish(self, run_id: str, record: dict[str, Any]) -> None:
+        """Write the entries, the run's id and its outcome back (dlt commits them with the load).
+
+        Windows never submitted are left out: the next run plans them again from its own
+        configuration (report types, window size, file type may have changed).
+        """
+        for report_type, table in REPORT_TABLES.items():
+            kept = {
+                key: e.to_state()
+                for key, e in sorted(self.entries.items())
+                if e.window.report_type == report_type and not (e.status == OWED and e.attempts == 0)
+            }
+            if kept or "windows" in self._resources.get(table, {}):
+                self._resources.setdefault(table, {})["windows"] = kept
+        self._run["run_id"] = run_id
+        self._run["last_run"] = record
+
+
+def _move_progress_to_tables(run: dict[str, Any], resources: dict[str, Any]) -> None:
+    """State written before each table had a resource kept every type's progress in ``report_jobs``."""
+    for report_type, value in run.pop("last_end", {}).items():
+        resources.setdefault(REPORT_TABLES[report_type], {})["last_end"] = value
+    for key, value in run.pop("windows", {}).items():
+        table = REPORT_TABLES[window_from_key(key).report_type]
+        resources.setdefault(table, {}).setdefault("windows", {})[key] = value
+
+
+def _rank(job: ApiJob) -> tuple[int, str]:
+    """Prefer a COMPLETE job, then one in progress, then NO_DATA; newest on ties."""
+    order = {COMPLETE: 3, IN_PROGRESS: 2, NO_DATA: 1}
+    return order.get(job.status, 0), job.created_at or ""
