@@ -215,7 +215,10 @@ def prepare(rows: int, file_types: tuple[str, ...], scratch: Path) -> Prepared:
     if rows % HOURS:
         raise SystemExit(f"--rows must be a multiple of {HOURS}")
     settings = SandboxSettings(
-        rows_per_hour={"TRIPS": rows // HOURS}, complete_after_list_calls=0, quota_limit=1000
+        rows_per_hour={"TRIPS": rows // HOURS},
+        complete_after_list_calls=0,
+        complete_after_seconds=0.0,
+        quota_limit=1000,
     )
     sandbox = Sandbox(settings).start()
     ledger = RequestLedger(scratch / "bench-ledger", DEMO_API_KEY, limit=1000)

@@ -18,6 +18,7 @@ def cli_env(sandbox: Sandbox | None, tmp: Path, **extra: str) -> dict[str, str]:
     """A clean environment: the sandbox's URLs and demo credentials, dlt's data dir in ``tmp``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
     env["DLT_DATA_DIR"] = str(tmp / "dlt")
+    env["SOURCES__TIKPAY__MAX_WINDOW"] = "P1D"  # one job per window, unless a test sets it
     if sandbox is not None:
         env |= {
             "SOURCES__TIKPAY__BASE_URL": sandbox.base_url,

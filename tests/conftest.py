@@ -14,21 +14,27 @@ from warehouses import KINDS, PostgresWarehouse, Warehouse, make_warehouse
 
 from tikpay_source.sandbox import Sandbox, SandboxSettings
 
+# The pace the suite is written at: a job shows IN_PROGRESS on the first list call that sees it
+# and is done at the next, whatever the clock says. (The sandbox's own default, a job that takes
+# two seconds, is for people trying the connector; tests of the timing ask for it explicitly.)
+SUITE_PACE = {"complete_after_list_calls": 1, "complete_after_seconds": 0.0}
+
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    """A sandbox with default settings, started for one test and stopped after it."""
-    with Sandbox() as sb:
+    """A sandbox at the suite's pace, started for one test and stopped after it."""
+    with Sandbox(SandboxSettings(**SUITE_PACE)) as sb:
         yield sb
 
 
 @pytest.fixture
 def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
-    """Factory: ``make_sandbox(**SandboxSettings kwargs)`` starts a sandbox; all stop at teardown."""
+    """Factory: ``make_sandbox(**SandboxSettings kwargs)`` starts a sandbox (at the suite's pace unless
+    the settings say otherwise); all stop at teardown."""
     started: list[Sandbox] = []
 
     def _make(**settings: Any) -> Sandbox:
-        sb = Sandbox(SandboxSettings(**settings)).start()
+        sb = Sandbox(SandboxSettings(**(SUITE_PACE | settings))).start()
         started.append(sb)
         return sb
 

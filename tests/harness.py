@@ -73,8 +73,13 @@ class Harness:
         return self.tmp / "pipelines"
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
-        """Source arguments pointing at the sandbox, quick to poll, with a ledger of their own."""
+        """Source arguments pointing at the sandbox, quick to poll, with a ledger of their own.
+
+        One job per window unless a test asks for ``max_window``: most tests are about
+        windows, not about merging them into longer jobs.
+        """
         return {
+            "max_window": overrides.get("window", "P1D"),
             "base_url": self.sandbox.base_url,
             "token_url": self.sandbox.token_url,
             "client_id": DEMO_CLIENT_ID,

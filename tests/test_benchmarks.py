@@ -41,6 +41,10 @@ def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Pat
 
 def test_the_request_benchmark_runs_and_meets_its_daily_target_on_a_short_simulation(tmp_path: Path) -> None:
     lines = run_benchmark("bench_requests.py", "--days", "3", "--backfill-days", "8", cwd=tmp_path)
-    assert any(line.startswith("(a) daily, every later run         runs   2  windows    8") for line in lines)
-    assert any(line.startswith("(b) 8-day backfill, all runs") for line in lines)
+    assert any(line.startswith("(a) daily, every later run         runs   2  jobs    8") for line in lines)
+    for label in ("(b) 8-day backfill", "(c) backfill from 2025-01-01"):
+        (line,) = [line for line in lines if line.startswith(label)]
+        assert (
+            "(lower bound " in line and "days of quota " in line and "rows loaded by the first run " in line
+        )
     assert lines[-1] == "daily incremental run: 1.250 requests per window (target <= 1.25): met"

@@ -64,8 +64,9 @@ def test_plan_flag_prints_the_plan_without_any_api_request(sandbox: Sandbox, tmp
     result = run_cli(args, cli_env(sandbox, tmp_path), tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert "TAPS: 90 window(s) from 2025-01-01T00:00:00 to 2025-04-01T00:00:00" in result.stdout
-    assert "this run: 18 submission(s)" in result.stdout and "need about 10 day(s) of quota" in result.stdout
+    assert "TAPS: 90 job(s) from 2025-01-01T00:00:00 to 2025-04-01T00:00:00" in result.stdout
+    # a fresh pipeline confirms the timezone after its first job: 17 jobs, 3 list calls
+    assert "this run: 17 submission(s)" in result.stdout and "need about 10 day(s) of quota" in result.stdout
     assert sandbox.api_requests == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -393,6 +394,31 @@ def test_slow_list_beyond_timeout_is_retried(
     assert sleeps == [RETRY_BACKOFF_SECONDS]
     assert client.budget.spent == 2
     assert client.budget.ledger.used() == 2
+
+
+def test_a_request_that_never_left_the_machine_is_not_counted(
+    sandbox: Sandbox, tmp_path: Path, sleeps: list[float]
+) -> None:
+    """A refused connection means the API never saw the call: the ledger takes it back (a timeout above counts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]  # nothing listens here once the socket is closed
+    ledger = RequestLedger(tmp_path / "ledger", DEMO_API_KEY)
+    client = TikpayClient(
+        f"http://127.0.0.1:{closed_port}/v1",
+        sandbox.token_url,
+        demo_credentials(),
+        RequestBudget.within_quota(ledger),
+        sleep=sleeps.append,
+    )
+    try:
+        with pytest.raises(ApiError, match="connection failed"):
+            client.list_jobs()
+    finally:
+        client.close()
+    assert len(sleeps) == MAX_TRANSIENT_RETRIES  # it was tried, and retried
+    assert client.budget.spent == 0 and ledger.used() == 0
+    assert RequestLedger(tmp_path / "ledger", DEMO_API_KEY).used() == 0  # as another process reads it
 
 
 # --- parse_retry_after ------------------------------------------------------------------

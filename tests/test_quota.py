@@ -86,7 +86,7 @@ def test_file_name_and_content_never_hold_the_key(tmp_path: Path) -> None:
     ledger.record_wait(clock.now + 60)
     assert KEY not in ledger.path.name
     assert key_fingerprint(KEY) in ledger.path.name
-    assert [p.name for p in tmp_path.iterdir()] == [ledger.path.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ledger.path.name, ledger.path.name + ".lock"]
     text = ledger.path.read_text(encoding="utf-8")
     assert KEY not in text
     assert [json.loads(line)["kind"] for line in text.splitlines()] == ["submit", "wait"]

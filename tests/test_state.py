@@ -18,7 +18,11 @@ def config(**overrides: object) -> TikpayConfig:
 
 
 def plan(state: RunState, cfg: TikpayConfig) -> list[Window]:
-    return state.plan_owed(cfg.report_types, cfg.first_start(NOW), cfg.end_bound(NOW), cfg.window)
+    """One job per window from start_time to the end of the last day over at NOW (or end_time)."""
+    assert cfg.start_time is not None
+    grid = state.grid("TRIPS", cfg.window, cfg.start_time)
+    end = cfg.end_time or datetime(NOW.year, NOW.month, NOW.day)
+    return state.plan_owed("TRIPS", grid, cfg.start_time, end, cfg.window, probe=False)
 
 
 def api_job(job_id: str, start: str, end: str, status: str = "IN_PROGRESS", file_type: str = "csv") -> ApiJob:
@@ -33,6 +37,7 @@ def test_a_first_run_anchors_at_start_time_and_plans_up_to_the_last_complete_win
     planned = plan(RunState(state, "csv"), config())
     assert [w.start.day for w in planned] == [1, 2, 3, 4]  # the 5th is not over yet
     assert state["resources"]["trips"]["last_end"] == "2025-03-01T00:00:00"
+    assert state["resources"]["trips"]["anchor"] == "2025-03-01T00:00:00"
 
 
 def test_live_jobs_for_waiting_windows_are_adopted_and_failed_ones_are_not() -> None:

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tikpay_source.errors import ConfigError
 from tikpay_source.windows import (
+    DEFAULT_ANCHOR,
+    Grid,
     Window,
-    default_end,
-    floor_to_grid,
+    coalesce,
     format_local,
+    last_boundary_over,
     parse_duration,
     parse_local,
     parse_window_size,
-    split_windows,
+    span_limit,
+    window_over_at,
 )
+
+DAY = timedelta(days=1)
+MIDNIGHT_DAYS = Grid(DEFAULT_ANCHOR, DAY)
+
+
+def spans(windows: list[Window]) -> list[tuple[str, str]]:
+    return [(format_local(w.start), format_local(w.end)) for w in windows]
 
 
 def test_daily_windows_are_contiguous_half_open_and_aligned_to_midnight() -> None:
-    windows = list(split_windows("TRIPS", datetime(2025, 1, 1), datetime(2025, 1, 4), timedelta(days=1)))
-    assert [(format_local(w.start), format_local(w.end)) for w in windows] == [
+    windows = list(MIDNIGHT_DAYS.split("TRIPS", datetime(2025, 1, 1), datetime(2025, 1, 4)))
+    assert spans(windows) == [
         ("2025-01-01T00:00:00", "2025-01-02T00:00:00"),
         ("2025-01-02T00:00:00", "2025-01-03T00:00:00"),
         ("2025-01-03T00:00:00", "2025-01-04T00:00:00"),
@@ -30,50 +41,118 @@ def test_daily_windows_are_contiguous_half_open_and_aligned_to_midnight() -> Non
     assert all(a.end == b.start for a, b in itertools.pairwise(windows))
 
 
-def test_unaligned_start_and_end_give_one_short_window_at_each_edge() -> None:
-    windows = list(
-        split_windows("TAPS", datetime(2025, 1, 1, 5), datetime(2025, 1, 2, 13), timedelta(hours=6))
-    )
+def test_the_grid_starts_at_the_users_start_time() -> None:
+    """A transit service day runs 04:00 to 04:00; a P2D run from 04-04 goes 04-04, 04-06, 04-08."""
+    service_days = Grid(datetime(2025, 1, 1, 4), DAY)
+    assert spans(list(service_days.split("TRIPS", datetime(2025, 1, 1, 4), datetime(2025, 1, 3, 4)))) == [
+        ("2025-01-01T04:00:00", "2025-01-02T04:00:00"),
+        ("2025-01-02T04:00:00", "2025-01-03T04:00:00"),
+    ]
+    two_days = Grid(datetime(2025, 4, 4), 2 * DAY)
+    assert [w.start.day for w in two_days.split("TRIPS", datetime(2025, 4, 4), datetime(2025, 4, 8))] == [
+        4,
+        6,
+    ]
+    six_hours = Grid(datetime(2025, 1, 1, 5), timedelta(hours=6))
+    windows = list(six_hours.split("TAPS", datetime(2025, 1, 1, 5), datetime(2025, 1, 2, 13)))
     assert [(w.start.hour, w.end.hour) for w in windows] == [
-        (5, 6),
-        (6, 12),
-        (12, 18),
-        (18, 0),
-        (0, 6),
-        (6, 12),
-        (12, 13),
+        (5, 11),
+        (11, 17),
+        (17, 23),
+        (23, 5),
+        (5, 11),
+        (11, 13),
     ]
 
 
 def test_a_local_day_across_a_dst_change_is_one_window_from_midnight_to_midnight() -> None:
     # Sydney: clocks go back on 2025-04-06 (a 25-hour day) and forward on 2025-10-05 (23 hours).
     for day in (datetime(2025, 4, 6), datetime(2025, 10, 5)):
-        (window,) = split_windows("TAPS", day, day + timedelta(days=1), timedelta(days=1))
-        assert (format_local(window.start), format_local(window.end)) == (
-            format_local(day),
-            format_local(day + timedelta(days=1)),
-        )
+        (window,) = MIDNIGHT_DAYS.split("TAPS", day, day + DAY)
+        assert (window.start, window.end) == (day, day + DAY)
 
 
 def test_sub_day_windows_across_dst_stay_on_the_wall_clock_grid() -> None:
     """Hourly windows step through wall-clock time: 02:00-03:00 exists once in the plan on both change days."""
+    hours = Grid(DEFAULT_ANCHOR, timedelta(hours=1))
     for day in (datetime(2025, 4, 6), datetime(2025, 10, 5)):
-        windows = list(split_windows("TAPS", day, day + timedelta(days=1), timedelta(hours=1)))
-        assert len(windows) == 24
-        assert len({w.start for w in windows}) == 24
+        windows = list(hours.split("TAPS", day, day + DAY))
+        assert len(windows) == 24 and len({w.start for w in windows}) == 24
 
 
-def test_weekly_windows_align_to_mondays() -> None:
-    windows = list(split_windows("TRIPS", datetime(2025, 1, 1), datetime(2025, 1, 20), timedelta(days=7)))
+def test_weekly_windows_without_a_start_time_align_to_mondays() -> None:
+    weeks = Grid(DEFAULT_ANCHOR, 7 * DAY)
+    windows = list(weeks.split("TRIPS", datetime(2025, 1, 1), datetime(2025, 1, 20)))
     assert [w.start.date().isoformat() for w in windows] == ["2025-01-01", "2025-01-06", "2025-01-13"]
-    assert windows[1].start.weekday() == 0
 
 
-def test_default_end_is_the_last_complete_window_before_now_minus_lag() -> None:
-    now = datetime(2025, 3, 10, 0, 30)
-    assert default_end(now, timedelta(hours=1), timedelta(days=1)) == datetime(2025, 3, 9)
-    assert default_end(now, timedelta(0), timedelta(hours=6)) == datetime(2025, 3, 10)
-    assert floor_to_grid(datetime(2025, 3, 10, 13, 59), timedelta(hours=6)) == datetime(2025, 3, 10, 12)
+def test_owed_windows_merge_into_spans_cut_at_blocks_of_the_limit() -> None:
+    days = list(MIDNIGHT_DAYS.split("TRIPS", datetime(2025, 1, 1), datetime(2025, 3, 1)))
+    merged = coalesce(days, MIDNIGHT_DAYS, 30 * DAY)
+    assert all(a.end == b.start for a, b in itertools.pairwise(merged)) and merged[-1].end == datetime(
+        2025, 3, 1
+    )
+    assert all((w.end - w.start) <= 30 * DAY and (w.end - w.start) % DAY == timedelta(0) for w in merged)
+    # the same windows planned later, from a later start, are cut at the same block boundaries
+    later = coalesce(days[10:], MIDNIGHT_DAYS, 30 * DAY)
+    assert {w.end for w in later} <= {w.end for w in merged}
+    assert coalesce(days[:3], MIDNIGHT_DAYS, DAY) == days[:3]
+
+
+def test_span_length_follows_the_bytes_per_day_of_earlier_files() -> None:
+    limit = {"window": DAY, "max_window": 366 * DAY, "target_bytes": 2e9, "probe": 7 * DAY}
+    assert span_limit(None, **limit) == 7 * DAY  # nothing known: a probe
+    assert span_limit(1e6, **limit) == 366 * DAY  # small files: the longest the user allows
+    assert span_limit(1e8, **limit) == 20 * DAY  # 100 MB a day: 20 days make 2 GB
+    assert span_limit(1e12, **limit) == DAY  # never less than one window
+
+
+SYDNEY = ZoneInfo("Australia/Sydney")
+
+
+@pytest.mark.parametrize(
+    "zone, window, boundary, over",
+    [
+        # clocks that change at midnight: the day that ends at the change is over at the change
+        ("America/Santiago", DAY, datetime(2025, 9, 7), datetime(2025, 9, 7, 4)),
+        ("America/Asuncion", DAY, datetime(2024, 10, 6), datetime(2024, 10, 6, 4)),
+        ("America/Havana", DAY, datetime(2025, 3, 9), datetime(2025, 3, 9, 5)),
+        ("Asia/Beirut", DAY, datetime(2025, 3, 30), datetime(2025, 3, 29, 22)),
+        ("Africa/Cairo", DAY, datetime(2025, 4, 25), datetime(2025, 4, 24, 22)),
+        # an hour the spring-forward skips, in Sydney; a 30-minute change on Lord Howe
+        ("Australia/Sydney", timedelta(hours=1), datetime(2025, 10, 5, 2), datetime(2025, 10, 4, 16)),
+        (
+            "Australia/Lord_Howe",
+            timedelta(minutes=30),
+            datetime(2025, 10, 5, 2),
+            datetime(2025, 10, 4, 15, 30),
+        ),
+        # a boundary inside the repeated hour is over after its second pass (Chatham falls back 03:45 -> 02:45)
+        ("Pacific/Chatham", timedelta(hours=1), datetime(2025, 4, 6, 3), datetime(2025, 4, 5, 14, 15)),
+        # Samoa skipped 2011-12-30 entirely
+        ("Pacific/Apia", DAY, datetime(2011, 12, 30), datetime(2011, 12, 30, 10)),
+    ],
+)
+def test_a_window_is_requested_only_once_its_last_instant_plus_lag_has_passed(
+    zone: str, window: timedelta, boundary: datetime, over: datetime
+) -> None:
+    tz, lag = ZoneInfo(zone), timedelta(hours=1)
+    grid = Grid(DEFAULT_ANCHOR, window)
+    over_utc = over.replace(tzinfo=timezone.utc)
+    assert window_over_at(boundary, tz) == over_utc
+    assert (
+        last_boundary_over(over_utc + lag, tz, lag, grid) >= boundary
+    )  # (an empty skipped hour ends with it)
+    just_before = last_boundary_over(over_utc + lag - timedelta(seconds=1), tz, lag, grid)
+    assert just_before < boundary
+
+
+def test_the_end_bound_is_the_last_window_over_before_now_minus_lag() -> None:
+    now = datetime(2025, 3, 10, 0, 30, tzinfo=SYDNEY)
+    assert last_boundary_over(now, SYDNEY, timedelta(hours=1), MIDNIGHT_DAYS) == datetime(2025, 3, 9)
+    six_hours = Grid(DEFAULT_ANCHOR, timedelta(hours=6))
+    assert last_boundary_over(now, SYDNEY, timedelta(0), six_hours) == datetime(2025, 3, 10)
+    assert six_hours.floor(datetime(2025, 3, 10, 13, 59)) == datetime(2025, 3, 10, 12)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -66,6 +67,17 @@ class ApiJob:
             completed_at=text("completedAt") or None,
             download_url=text("downloadUrl") or None,
         )
+
+
+def job_seconds(job: ApiJob, zone: ZoneInfo) -> float | None:
+    """How long a job took at Tikpay, ``createdAt`` to ``completedAt`` (local times in the operator's zone)."""
+    try:
+        created = datetime.fromisoformat(job.created_at or "").replace(tzinfo=zone)
+        completed = datetime.fromisoformat(job.completed_at or "").replace(tzinfo=zone)
+    except ValueError:
+        return None
+    seconds = (completed.astimezone(timezone.utc) - created.astimezone(timezone.utc)).total_seconds()
+    return seconds if seconds >= 0 else None
 
 
 def shorten(value: Any, limit: int = 120) -> str:

@@ -20,16 +20,24 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tikpay_source.config import TikpayConfig
 from tikpay_source.errors import BudgetSpent
 from tikpay_source.quota import RequestLedger, open_ledger
-from tikpay_source.settings import JOBS_TABLE, QUOTA_LIMIT
+from tikpay_source.settings import JOBS_TABLE, PROBE_SPAN_DAYS, QUOTA_LIMIT, TARGET_FILE_BYTES
 from tikpay_source.state import RunState, stored_state
 from tikpay_source.tables import selected_report_types
-from tikpay_source.windows import Window, format_local, iso_duration
+from tikpay_source.windows import (
+    DAY,
+    DEFAULT_ANCHOR,
+    Window,
+    format_local,
+    iso_duration,
+    last_boundary_over,
+    span_limit,
+)
 
 
 def needs_adoption_check(committed_run_id: str | None, ledger_last_run_id: str | None) -> bool:
@@ -55,6 +63,12 @@ class RunPlan:
     polls_after_submitting: bool
     window_size: timedelta
     blocked_until: datetime | None = None
+    confirms_timezone: bool = False
+    notes: tuple[str, ...] = ()
+    held_back: tuple[Window, ...] = ()
+    """Per report type, the owed range not planned yet: it waits for the size of a probe's file."""
+    later_span: timedelta = timedelta(0)
+    """How long the jobs for ``held_back`` may be, at most (``max_window``)."""
 
     @property
     def lists_first(self) -> bool:
@@ -70,15 +84,27 @@ class RunPlan:
         """Whether one more submission fits, with ``spent`` requests already sent this run."""
         return spent + 1 + self.kept_back <= self.budget
 
+    def may_confirm_timezone(self, spent: int) -> bool:
+        """Whether a list call to confirm the timezone fits, with a submission after it."""
+        return spent + 2 + self.kept_back <= self.budget
+
     def may_list(self, spent: int) -> bool:
         """Whether one more job-list call fits."""
         return spent < self.budget
 
     @property
     def submissions(self) -> int:
-        """Windows this run submits: as many as :meth:`may_submit` allows after the first list call."""
-        room = self.budget - int(self.lists_first) - self.kept_back
-        return max(0, min(len(self.windows), room))
+        """Spans this run submits: what :meth:`may_submit` allows after the first list call.
+
+        While the timezone is unconfirmed, one span goes first and a list call confirms
+        the zone before the others (the run skips that call if the first list showed it).
+        """
+        owed, spent = len(self.windows), int(self.lists_first)
+        if owed == 0 or not self.may_submit(spent):
+            return 0
+        if self.confirms_timezone and owed > 1:
+            return 1 + min(owed - 1, max(0, self.budget - self.kept_back - spent - 2))
+        return min(owed, self.budget - self.kept_back - spent)
 
     @property
     def requests(self) -> int:
@@ -86,27 +112,51 @@ class RunPlan:
         if not self.windows and not self.in_flight:
             return 0
         polls = int(self.polls_after_submitting and bool(self.submissions))
-        return int(self.lists_first) + self.submissions + polls
+        confirm = int(self.confirms_timezone and self.submissions > 1)
+        return int(self.lists_first) + self.submissions + confirm + polls
 
     @property
     def windows_per_day(self) -> int:
-        """Windows a day's quota can submit when each run also lists once before and once after."""
+        """Jobs a day's quota can submit when each run also lists once before and once after."""
         return max(1, QUOTA_LIMIT - 2)
 
     @property
+    def jobs_in_all(self) -> int:
+        """Jobs the whole backfill takes: those planned now, and at least enough for what is held back."""
+        later = sum(
+            math.ceil((w.end - w.start) / max(self.later_span, self.window_size)) for w in self.held_back
+        )
+        return len(self.windows) + later
+
+    @property
     def days_of_quota(self) -> int:
-        return math.ceil(len(self.windows) / self.windows_per_day) if self.windows else 0
+        """Days of quota the whole backfill takes; a day for the probes first when a size is unknown."""
+        if not self.held_back:
+            return math.ceil(len(self.windows) / self.windows_per_day) if self.windows else 0
+        later = self.jobs_in_all - len(self.windows)
+        return max(1, math.ceil(len(self.windows) / self.windows_per_day)) + math.ceil(
+            later / self.windows_per_day
+        )
 
     def lines(self) -> list[str]:
-        """A plan a person can act on, e.g. by choosing a larger window for a long backfill."""
+        """A plan a person can act on: the jobs, the requests, what the run loads, the whole backfill."""
         out = []
+        held = {w.report_type: w for w in self.held_back}
         by_type: dict[str, list[Window]] = {}
         for window in self.windows:
             by_type.setdefault(window.report_type, []).append(window)
         for report_type, owed in sorted(by_type.items()):
-            out.append(
-                f"{report_type}: {len(owed)} window(s) from {format_local(owed[0].start)} to {format_local(owed[-1].end)}"
-            )
+            line = f"{report_type}: {len(owed)} job(s) from {format_local(owed[0].start)} to {format_local(owed[-1].end)}"
+            longest = max(w.end - w.start for w in owed)
+            if report_type in held:
+                rest = held[report_type]
+                line += (
+                    f" (a probe of {iso_duration(longest)}; {format_local(rest.start)} to {format_local(rest.end)} "
+                    "follows in jobs sized from its file)"
+                )
+            elif longest > self.window_size:
+                line += f" (windows of {iso_duration(self.window_size)} merged into jobs of up to {iso_duration(longest)})"
+            out.append(line)
         if not self.windows:
             out.append("no window to submit")
         if self.in_flight:
@@ -116,11 +166,19 @@ class RunPlan:
         if self.blocked_until:
             quota += f"; the API asked to wait until {self.blocked_until.isoformat(timespec='seconds')}"
         out.append(quota)
-        if len(self.windows) > self.submissions:
+        if self.submissions:
+            covered = sum((w.end - w.start for w in self.windows[: self.submissions]), timedelta(0)) / DAY
+            loads = f"this run loads: {self.submissions} job(s) covering {covered:g} day(s) of reports"
             out.append(
-                f"backfill: {len(self.windows)} windows of {iso_duration(self.window_size)} need about "
-                f"{self.days_of_quota} day(s) of quota at {self.windows_per_day} windows a day; "
-                "a larger window means fewer jobs"
+                loads
+                + (" once they are done" if self.polls_after_submitting else "; the next run collects them")
+            )
+        out += list(self.notes)
+        if self.jobs_in_all > self.submissions:
+            out.append(
+                f"backfill: {self.jobs_in_all} job(s) in all need about {self.days_of_quota} day(s) of quota "
+                f"at {self.windows_per_day} jobs a day (at best {math.ceil(self.jobs_in_all / QUOTA_LIMIT)}); "
+                "a longer max_window means fewer jobs"
             )
         return out
 
@@ -132,7 +190,9 @@ class RunPlan:
             parts.append("1 job-list call first, to adopt jobs an interrupted run may have left")
         elif self.lists_first:
             parts.append("1 job-list call first, to collect the jobs in flight")
-        if self.requests > self.submissions + int(self.lists_first):
+        if self.confirms_timezone and self.submissions > 1:
+            parts.append("1 job-list call after the first job, to confirm the operator's timezone")
+        if self.polls_after_submitting and self.submissions:
             parts.append("at least 1 job-list call to collect the jobs")
         return f"this run: {', '.join(parts)} = {self.requests} request(s) of a budget of {self.budget}"
 
@@ -156,12 +216,23 @@ class RequestBudget:
         plan = RunPlan((), 0, False, left, left, False, timedelta(days=1))
         return cls(plan, ledger)
 
-    def spend(self, kind: str, detail: str | None = None) -> None:
-        """Count one request of ``kind`` (submit or list) that is about to be sent."""
+    def spend(self, kind: str, detail: str | None = None) -> str:
+        """Count one request of ``kind`` (submit or list) that is about to be sent; its ledger id.
+
+        Raises :class:`BudgetSpent` past the run's budget, and
+        :class:`~tikpay_source.errors.QuotaExhausted` when other processes using the same
+        key have spent the quota meanwhile.
+        """
         if self.spent >= self.plan.budget:
             raise BudgetSpent(f"the run's budget of {self.plan.budget} request(s) is spent")
-        self.ledger.record_request(kind, detail=detail)
+        request_id = self.ledger.reserve(kind, detail=detail)
         self.spent += 1
+        return request_id
+
+    def refund(self, request_id: str) -> None:
+        """A counted request provably never left the machine: it costs nothing."""
+        self.ledger.cancel(request_id)
+        self.spent -= 1
 
     def may_submit(self) -> bool:
         return self.plan.may_submit(self.spent)
@@ -181,14 +252,36 @@ class RequestBudget:
 def plan_run(
     state: RunState, config: TikpayConfig, ledger: RequestLedger, report_types: tuple[str, ...]
 ) -> RunPlan:
-    """Put the windows owed up to the end bound in ``state`` and fix what submitting them may cost.
+    """Put the spans owed up to the end bound in ``state`` and fix what submitting them may cost.
 
-    ``state`` is changed (windows added); give it a copy of the state to plan without running.
+    ``state`` is changed (spans added); give it a copy of the state to plan without running.
+    A window is owed only once it is over: its last real instant plus ``lag`` has passed.
     Until the API has once reported the operator's timezone, the job list is read before
-    submitting, so a wrong ``timezone`` is caught before any window is sent.
+    submitting, and again after the first submission, so a wrong ``timezone`` is caught
+    after one window at most.
     """
-    now_local = datetime.now(config.timezone).replace(tzinfo=None)
-    state.plan_owed(report_types, config.first_start(now_local), config.end_bound(now_local), config.window)
+    now = datetime.now(timezone.utc)
+    notes: list[str] = []
+    held_back: list[Window] = []
+    for report_type in report_types:
+        grid = state.grid(report_type, config.window, config.start_time or DEFAULT_ANCHOR)
+        over = last_boundary_over(now, config.timezone, config.lag, grid)
+        end = over
+        if config.end_time is not None and config.end_time <= over:
+            end = config.end_time
+        elif config.end_time is not None and not notes:
+            notes.append(
+                f"end_time {format_local(config.end_time)} is later than the last window that is over "
+                f"(plus lag); planning up to {format_local(over)}"
+            )
+        first_start = config.start_time or grid.floor(over - timedelta(seconds=1))
+        known_size, probe = state.bytes_per_day(report_type), timedelta(days=PROBE_SPAN_DAYS)
+        limit = span_limit(known_size, config.window, config.max_window, TARGET_FILE_BYTES, probe)
+        # while no file of the type has been seen, one probe span goes first if longer ones could follow
+        probing = known_size is None and config.max_window > probe
+        planned = state.plan_owed(report_type, grid, first_start, end, limit, probe=probing)
+        if probing and planned and planned[-1].end < end:
+            held_back.append(Window(planned[-1].end, end, report_type))
     blocked = ledger.blocked_until()
     adoption = needs_adoption_check(state.committed_run_id, ledger.last_run_id())
     return RunPlan(
@@ -200,6 +293,10 @@ def plan_run(
         polls_after_submitting=config.max_wait > 0,
         window_size=config.window,
         blocked_until=datetime.fromtimestamp(blocked).astimezone() if blocked else None,
+        confirms_timezone=state.api_timezone is None,
+        notes=tuple(notes),
+        held_back=tuple(held_back),
+        later_span=config.max_window,
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from tikpay_source.api import ApiJob, ErrorAnswer, parse_retry_after, shorten
 from tikpay_source.budget import RequestBudget
@@ -49,6 +50,19 @@ _TRANSIENT = (requests.ConnectionError, requests.Timeout)
 # 5xx answers that say the request itself is not supported: retrying it, or waiting for a
 # job it cannot have created, is pointless
 _NOT_TRANSIENT_5XX = frozenset({501, 505})
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a failed request provably never reached the API: no connection was ever made.
+
+    A refused or unresolvable connection, or a connect timeout, leaves nothing sent; a
+    read timeout or a reset after connecting may have delivered the request, so it counts.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    # urllib3's NewConnectionError (refused, no such host) is a kind of ConnectTimeoutError
+    return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)
 
 
 class TikpayClient:
@@ -148,7 +162,7 @@ class TikpayClient:
                 "Authorization": f"Bearer {self._bearer_token()}",
                 "x-api-key": self._credentials.api_key,
             }
-            self.budget.spend(kind, detail=shorten(body) if body else None)
+            request_id = self.budget.spend(kind, detail=shorten(body) if body else None)
             try:
                 # no redirects: requests would carry x-api-key to any host, uncounted
                 response = self._session.request(
@@ -160,6 +174,8 @@ class TikpayClient:
                     allow_redirects=False,
                 )
             except _TRANSIENT as exc:
+                if never_sent(exc):  # no connection was made: the API cannot have seen it
+                    self.budget.refund(request_id)
                 response, answer = None, None
                 failure = f"the connection failed ({type(exc).__name__})"
             else:

@@ -24,6 +24,7 @@ from tikpay_source.settings import (
     DEFAULT_MAX_REQUESTS,
     DEFAULT_MAX_RETRY_WAIT_SECONDS,
     DEFAULT_MAX_WAIT_SECONDS,
+    DEFAULT_MAX_WINDOW,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEZONE,
     DEFAULT_WINDOW,
@@ -32,7 +33,7 @@ from tikpay_source.settings import (
     TOKEN_AUTH_METHODS,
     TOKEN_URL_TEMPLATE,
 )
-from tikpay_source.windows import default_end, parse_duration, parse_local, parse_window_size
+from tikpay_source.windows import parse_duration, parse_local, parse_window_size
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class TikpayConfig:
     start_time: datetime | None
     end_time: datetime | None
     window: timedelta
+    max_window: timedelta
     lag: timedelta
     poll_interval: float
     max_wait: float
@@ -65,14 +67,6 @@ class TikpayConfig:
     max_retry_wait: float
     ledger_dir: Path | None
     retry_failed: bool = False
-
-    def end_bound(self, now_local: datetime) -> datetime:
-        """Where planning stops: ``end_time`` if set, else the last complete window before now - lag."""
-        return self.end_time or default_end(now_local, self.lag, self.window)
-
-    def first_start(self, now_local: datetime) -> datetime:
-        """Where a report type with no history begins: ``start_time``, else one window before the end."""
-        return self.start_time or self.end_bound(now_local) - self.window
 
 
 @dataclass(frozen=True)
@@ -119,6 +113,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("window", DEFAULT_WINDOW, str,
            "ISO 8601 duration: whole days (`P1D`, `P7D`) or a part of a day that divides 24 hours "
            "(`PT6H`, `PT1H`, `PT30M`)", f"`{DEFAULT_WINDOW}`", flag="--window"),
+    Option("max_window", DEFAULT_MAX_WINDOW, str,
+           "the longest span one job may cover when a report type is behind: owed windows are merged "
+           "into jobs of whole windows up to this, sized from the bytes per day of earlier files",
+           f"`{DEFAULT_MAX_WINDOW}`", flag="--max-window"),
     Option("lag", DEFAULT_LAG, str, "a window is requested only once it ended at least this long ago",
            f"`{DEFAULT_LAG}`"),
     Option("poll_interval", DEFAULT_POLL_INTERVAL_SECONDS, float,
@@ -223,6 +221,7 @@ def build_config(**settings: Any) -> TikpayConfig:
     start, end = (_local_time(raw[name], name) for name in ("start_time", "end_time"))
     if start is not None and end is not None and start >= end:
         raise ConfigError(f"start_time {start.isoformat()} is not before end_time {end.isoformat()}")
+    window = parse_window_size(raw["window"])
     return TikpayConfig(
         base_url=(raw["base_url"] or BASE_URL_TEMPLATE.format(environment=env)).rstrip("/"),
         token_url=raw["token_url"] or TOKEN_URL_TEMPLATE.format(environment=env),
@@ -237,7 +236,8 @@ def build_config(**settings: Any) -> TikpayConfig:
         timezone=parse_timezone(raw["timezone"]),
         start_time=start,
         end_time=end,
-        window=parse_window_size(raw["window"]),
+        window=window,
+        max_window=_max_window(raw["max_window"], window),
         lag=parse_duration(raw["lag"], "lag"),
         poll_interval=_positive(raw["poll_interval"], "poll_interval"),
         max_wait=_positive(raw["max_wait"], "max_wait", allow_zero=True),
@@ -246,6 +246,15 @@ def build_config(**settings: Any) -> TikpayConfig:
         ledger_dir=Path(raw["ledger_dir"]) if raw["ledger_dir"] else None,
         retry_failed=bool(raw["retry_failed"]),
     )
+
+
+def _max_window(value: str, window: timedelta) -> timedelta:
+    span = parse_duration(value, "max_window")
+    if span < window:
+        raise ConfigError(
+            f"max_window {value!r} is shorter than window; use a duration of at least one window"
+        )
+    return span
 
 
 def _local_time(value: str | datetime | None, name: str) -> datetime | None:

@@ -50,6 +50,7 @@ class RunOutcome:
         pending: list[str],
         waiting: list[str],
         gave_up: list[str],
+        later: list[str],
     ) -> dict[str, Any]:
         return {
             "started_at": self.started_at.isoformat(timespec="seconds"),
@@ -62,6 +63,7 @@ class RunOutcome:
             "rows": dict(sorted(self.rows.items())),
             "pending": pending,
             "waiting": waiting,
+            "later": later,
             "gave_up": gave_up,
             "window_errors": self.window_errors,
             "stopped": self.stopped,
@@ -80,6 +82,7 @@ class RunSummary:
     rows: dict[str, int] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    later: list[str] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
     window_errors: list[str] = field(default_factory=list)
     stopped: dict[str, Any] | None = None
@@ -119,7 +122,7 @@ class RunSummary:
             )
         if self.stopped:
             return f"failed: {self.stopped['message']}"
-        if self.pending or self.waiting:
+        if self.pending or self.waiting or self.later:
             parts = []
             if self.pending and self.window_errors:
                 parts.append(
@@ -132,6 +135,11 @@ class RunSummary:
             if self.waiting:
                 parts.append(
                     f"{len(self.waiting)} window(s) not submitted yet (request budget); the next run submits them"
+                )
+            if self.later:
+                parts.append(
+                    f"{len(self.later)} report type(s) loaded a probe first; the next run asks for the rest "
+                    "in jobs sized from its file"
                 )
             return "; ".join(parts)
         return "all caught up: the next run will load the next window once it has ended"

@@ -5,6 +5,11 @@ extract finishes, so the record lives in its own append-only file, written *befo
 each request goes out. A run that crashes still leaves its requests counted, and a
 "wait until" learnt from a 429 stops every later run from knocking too early.
 
+Several processes may share a key (two pipelines, or a manual run beside the scheduled
+one), so every read and write happens under a file lock, and :meth:`RequestLedger.reserve`
+counts the file afresh before each request: together they never spend more than the
+quota. A request that provably never left the machine is cancelled (not counted).
+
 The file is named after a hash of the key, never the key itself.
 """
 
@@ -14,16 +19,21 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-from tikpay_source.errors import ConfigError
+from filelock import FileLock
+
+from tikpay_source.errors import ConfigError, QuotaExhausted
 from tikpay_source.settings import QUOTA_LIMIT, QUOTA_WINDOW_SECONDS
 
 _KEEP_SECONDS = 8 * 24 * 3600  # a week of jobs plus a day: old lines are compacted away
 _COMPACT_AFTER_LINES = 2000
 _REQUEST_KINDS = frozenset({"submit", "list"})
+_LOCK_TIMEOUT_SECONDS = 60.0
 
 
 def default_ledger_dir() -> Path:
@@ -49,12 +59,14 @@ def key_fingerprint(api_key: str) -> str:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One line of the ledger: a request sent (``kind`` submit or list), a run started, or a wait imposed."""
+    """One line: a request sent (``kind`` submit or list, with an ``id``), a request cancelled
+    (``cancel``, its ``detail`` the request's id), a run started, or a wait imposed."""
 
     at: float
     kind: str
     until: float | None = None
     detail: str | None = None
+    id: str | None = None
 
 
 class RequestLedger:
@@ -74,9 +86,12 @@ class RequestLedger:
         self._clock = clock
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"requests-{key_fingerprint(api_key)}.jsonl"
-        self._entries = self._read()
+        self._lock = FileLock(str(self.path) + ".lock", timeout=_LOCK_TIMEOUT_SECONDS)
+        with self._lock:
+            self._entries = self._read()
 
     def _read(self) -> list[LedgerEntry]:
+        """Every line of the file (call under the lock); compacts a long file, keeping the last week."""
         if not self.path.exists():
             return []
         entries = []
@@ -84,7 +99,9 @@ class RequestLedger:
             try:
                 raw = json.loads(line)
                 entries.append(
-                    LedgerEntry(float(raw["at"]), str(raw["kind"]), raw.get("until"), raw.get("detail"))
+                    LedgerEntry(
+                        float(raw["at"]), str(raw["kind"]), raw.get("until"), raw.get("detail"), raw.get("id")
+                    )
                 )
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash mid-write is dropped, not fatal
@@ -100,14 +117,17 @@ class RequestLedger:
 
     @staticmethod
     def _line(entry: LedgerEntry) -> str:
-        raw = {"at": round(entry.at, 3), "kind": entry.kind}
+        raw: dict[str, object] = {"at": round(entry.at, 3), "kind": entry.kind}
         if entry.until is not None:
             raw["until"] = round(entry.until, 3)
         if entry.detail:
             raw["detail"] = entry.detail
+        if entry.id:
+            raw["id"] = entry.id
         return json.dumps(raw) + "\n"
 
     def _append(self, entry: LedgerEntry) -> None:
+        """Add a line (call under the lock), after re-reading what other processes wrote."""
         with self.path.open("a+b") as handle:
             handle.seek(0, os.SEEK_END)
             if handle.tell():  # a line torn by a crash must not swallow this one
@@ -119,13 +139,41 @@ class RequestLedger:
             os.fsync(handle.fileno())
         self._entries.append(entry)
 
+    def _write(self, entry: LedgerEntry) -> None:
+        with self._lock:
+            self._entries = self._read()
+            self._append(entry)
+
+    def reserve(self, kind: str, detail: str | None = None) -> str:
+        """Count one request about to be sent, if the key's quota has room; return its id.
+
+        The file is read afresh under the lock, so another process's requests count too.
+        Raises :class:`QuotaExhausted` when the last 24 hours already hold ``limit`` requests.
+        """
+        with self._lock:
+            self._entries = self._read()
+            if self.used() >= self.limit:
+                free_at = self.next_free_at()
+                retry_at = datetime.fromtimestamp(free_at, timezone.utc) if free_at else None
+                raise QuotaExhausted(
+                    "this API key's 24-hour quota is spent by the local ledger (another run with the same key?)",
+                    retry_at,
+                )
+            request_id = uuid.uuid4().hex[:16]
+            self._append(LedgerEntry(self._clock(), kind, detail=detail, id=request_id))
+            return request_id
+
+    def cancel(self, request_id: str) -> None:
+        """A reserved request provably never left the machine (no connection was made): not counted."""
+        self._write(LedgerEntry(self._clock(), "cancel", detail=request_id))
+
     def record_request(self, kind: str, detail: str | None = None) -> None:
         """Write down a request before it is sent, so a crash cannot make it uncounted."""
-        self._append(LedgerEntry(self._clock(), kind, detail=detail))
+        self._write(LedgerEntry(self._clock(), kind, detail=detail, id=uuid.uuid4().hex[:16]))
 
     def record_run(self, run_id: str) -> None:
         """Mark the start of a run, before its first request (not a request itself)."""
-        self._append(LedgerEntry(self._clock(), "run", detail=run_id))
+        self._write(LedgerEntry(self._clock(), "run", detail=run_id))
 
     def last_run_id(self) -> str | None:
         """The id of the latest run that started with this ledger."""
@@ -133,12 +181,23 @@ class RequestLedger:
 
     def record_wait(self, until: float) -> None:
         """Remember that the API told this key to wait until ``until`` (epoch seconds)."""
-        self._append(LedgerEntry(self._clock(), "wait", until=until))
+        self._write(LedgerEntry(self._clock(), "wait", until=until))
+
+    def refresh(self) -> None:
+        """Read what other processes have written since (every count below uses the last read)."""
+        with self._lock:
+            self._entries = self._read()
+
+    def _counted(self) -> list[float]:
+        since = self._clock() - self.window_seconds
+        cancelled = {e.detail for e in self._entries if e.kind == "cancel"}
+        return sorted(
+            e.at for e in self._entries if e.kind in _REQUEST_KINDS and e.at > since and e.id not in cancelled
+        )
 
     def used(self) -> int:
         """Requests counted in the current rolling window."""
-        since = self._clock() - self.window_seconds
-        return sum(1 for e in self._entries if e.kind in _REQUEST_KINDS and e.at > since)
+        return len(self._counted())
 
     def remaining(self) -> int:
         """Requests left in the rolling window, by this ledger's count."""
@@ -146,8 +205,7 @@ class RequestLedger:
 
     def next_free_at(self) -> float | None:
         """When the oldest counted request leaves the window (None if none is counted)."""
-        since = self._clock() - self.window_seconds
-        recent = sorted(e.at for e in self._entries if e.kind in _REQUEST_KINDS and e.at > since)
+        recent = self._counted()
         return recent[0] + self.window_seconds if recent else None
 
     def blocked_until(self) -> float | None:

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob
+from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_seconds
 from tikpay_source.budget import RequestBudget, RunPlan, plan_run
 from tikpay_source.client import TikpayClient
 from tikpay_source.config import TikpayConfig
@@ -45,6 +45,7 @@ from tikpay_source.errors import (
 )
 from tikpay_source.handover import FileHandover
 from tikpay_source.outcome import RunOutcome
+from tikpay_source.polls import PollSchedule
 from tikpay_source.progress import transfer_reporter
 from tikpay_source.quota import RequestLedger, open_ledger
 from tikpay_source.readers import ReportFile, open_report
@@ -82,6 +83,8 @@ class ReportJobRunner:
         self._unusable: dict[str, int] = {}
         self._refused: dict[str, str] = {}
         self._column_types = ColumnTypeMemory()
+        self._timed: set[str] = set()
+        self._polls = PollSchedule(config.poll_interval, 0.0)
 
     def run(self) -> Iterator[dict[str, Any] | None]:
         """Yield every item of this run, then record the run's outcome in the state."""
@@ -144,23 +147,39 @@ class ReportJobRunner:
     def _steps(self, plan: RunPlan, client: TikpayClient, scratch: Path) -> Iterator[dict[str, Any] | None]:
         """Steps 2 to 5: list first if the plan says so, then submit and collect until done or out of time."""
         assert self.budget is not None
-        deadline = time.monotonic() + self.config.max_wait
+        for note in plan.notes:
+            log.info("%s", note)
+        self._polls = PollSchedule(self.config.poll_interval, time.monotonic() + self.config.max_wait)
         if plan.lists_first:
             yield from self._collect(client, scratch)
         while True:
-            yield from self._submit_owed(client)
-            if not self._waiting_for():
+            yield from self._submit_owed(client, scratch)
+            if not self._waiting_for() or not self.budget.may_list():
                 return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.budget.may_list():
+            now = time.monotonic()
+            last_request = self.budget.spent + 1 >= plan.budget
+            poll_at = self._polls.next_at(now, last_request=last_request)
+            if now >= self._polls.deadline:
                 return
-            time.sleep(min(self.config.poll_interval, remaining))
+            time.sleep(max(0.0, poll_at - now))
             yield from self._collect(client, scratch)
 
-    def _submit_owed(self, client: TikpayClient) -> Iterator[dict[str, Any]]:
-        """Submit owed windows, oldest first, as far as the budget allows."""
+    def _submit_owed(self, client: TikpayClient, scratch: Path) -> Iterator[dict[str, Any] | None]:
+        """Submit owed spans, oldest first, as far as the budget allows.
+
+        While the operator's timezone is unknown (a new account lists no jobs), one span goes
+        first and the job list is read before the others: a wrong ``timezone`` costs one job.
+        """
         assert self.budget is not None
         for entry in self.state.owed(self.report_types):
+            if entry.status != OWED:  # adopted by a list call made during this loop
+                continue
+            if self.outcome.submitted and self.state.api_timezone is None:
+                if not self.budget.plan.may_confirm_timezone(self.budget.spent):
+                    log.info("request budget reached before the timezone was confirmed; the rest waits")
+                    return
+                log.info("confirming the operator's timezone from the job list before submitting more")
+                yield from self._collect(client, scratch)
             if not self.budget.may_submit():
                 left = len(self.state.owed(self.report_types))
                 log.info("request budget reached; %d window(s) left for the next run", left)
@@ -180,6 +199,7 @@ class ReportJobRunner:
                 log.info("%s: %s; %s", window.describe(), exc, self._next_step(entry))
                 continue
             self.state.submitted(entry, job_id)
+            self._polls.submitted(time.monotonic(), self.state.job_seconds(window.report_type))
             self.outcome.submitted += 1
             log.info("submitted %s as job %s", window.describe(), job_id)
             yield job_row(entry, self.config.timezone, load_status="submitted")
@@ -187,7 +207,9 @@ class ReportJobRunner:
     def _collect(self, client: TikpayClient, scratch: Path) -> Iterator[dict[str, Any] | None]:
         """One list call: adopt jobs for owed windows, learn every job's status, load finished ones."""
         jobs = client.list_jobs()
+        self._polls.polled(time.monotonic())
         self._check_timezone(jobs)
+        self._learn_durations(jobs)
         for entry in self.state.reconcile(jobs):
             self.outcome.adopted += 1
             log.info("adopted job %s already submitted for %s", entry.job_id, entry.window.describe())
@@ -199,6 +221,16 @@ class ReportJobRunner:
         pending = len(self._waiting_for())
         if pending:
             log.info("%d job(s) still in progress", pending)
+
+    def _learn_durations(self, jobs: list[ApiJob]) -> None:
+        """Remember how long this run's finished jobs took, per report type, to time later polls."""
+        ours = {e.job_id: e.window.report_type for e in self.state.in_flight(self.report_types)}
+        for job in jobs:
+            if job.job_id in ours and job.job_id not in self._timed and job.created_at and job.completed_at:
+                seconds = job_seconds(job, self.config.timezone)
+                if seconds is not None:
+                    self.state.observe_job(ours[job.job_id], seconds)
+                    self._timed.add(job.job_id)
 
     def _waiting_for(self) -> list[Entry]:
         """Jobs in flight that this run can still finish (not those it has set aside)."""
@@ -261,6 +293,7 @@ class ReportJobRunner:
                 yield job_row(entry, self.config.timezone, load_status="error", job=job)
             return
         self.state.loaded(entry)
+        self.state.observe_file(entry.window, size)
         table = REPORT_TABLES[entry.window.report_type]
         self.outcome.rows[table] = self.outcome.rows.get(table, 0) + report.rows
         self.outcome.windows_loaded += 1
@@ -338,6 +371,7 @@ class ReportJobRunner:
                 quota_left=ledger.remaining(),
                 pending=[e.window.describe() for e in self.state.in_flight(self.report_types)],
                 waiting=[e.window.describe() for e in self.state.owed(self.report_types)],
+                later=[w.describe() for w in self.budget.plan.held_back] if self.budget else [],
                 gave_up=[f"{e.window.describe()}: {e.error}" for e in self.state.gave_up()],
             ),
         )

@@ -19,10 +19,19 @@ LOCAL_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 DEFAULT_TIMEZONE = "Australia/Sydney"
 DEFAULT_FILE_TYPE = "csv"
 DEFAULT_WINDOW = "P1D"
+# A report type behind by more than a window is fetched in longer jobs, up to a year like the
+# public reference's own example; the span of each is sized so that its file stays near
+# TARGET_FILE_BYTES, judged from the bytes per day of that type's earlier files.
+DEFAULT_MAX_WINDOW = "P366D"
+TARGET_FILE_BYTES = 2 * 1024**3
+# A report type whose file size is not known yet is first asked for a span this long.
+PROBE_SPAN_DAYS = 7
 # Reports for the last hour may still be filling up at Tikpay; a window is planned only
 # once its end is at least this far in the past.
 DEFAULT_LAG = "PT1H"
 DEFAULT_POLL_INTERVAL_SECONDS = 60.0
+# Job durations (createdAt to completedAt) remembered per report type to time the first poll.
+JOB_DURATIONS_KEPT = 5
 DEFAULT_MAX_WAIT_SECONDS = 900.0
 
 # Quota: 20 requests per rolling 24 hours per API key, submit and list alike.

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob
 from tikpay_source.errors import ConfigError
-from tikpay_source.settings import JOBS_TABLE, MAX_SUBMIT_ATTEMPTS, REPORT_TABLES
-from tikpay_source.windows import Window, format_local, parse_local, split_windows
+from tikpay_source.settings import JOB_DURATIONS_KEPT, JOBS_TABLE, MAX_SUBMIT_ATTEMPTS, REPORT_TABLES
+from tikpay_source.windows import DAY, DEFAULT_ANCHOR, Grid, Window, coalesce, format_local, parse_local
 
 # Status of a window, as stored in the state.
 OWED = "retry"  # no live job: submit (again); stored as "retry" since the first release
@@ -161,30 +161,72 @@ class RunState:
 
     # --- planning -----------------------------------------------------------------------
 
-    def plan_owed(
-        self, report_types: Iterable[str], first_start: datetime, end: datetime, size: Any
-    ) -> list[Window]:
-        """Put every window up to ``end`` that was never submitted in the state as owed.
+    def grid(self, report_type: str, size: timedelta, anchor: datetime) -> Grid:
+        """The report type's window grid: on the anchor it started with, else on ``anchor``.
 
-        A report type seen for the first time is anchored at ``first_start`` and its
-        ``last_end`` starts there. Windows already known are skipped; a gap between them
-        (after a change of ``window``) is planned afresh, so coverage stays contiguous.
+        A report type that has loaded before without an anchor in its state started on
+        the grid of the first release (:data:`DEFAULT_ANCHOR`).
         """
-        planned: list[Window] = []
-        for report_type in report_types:
-            cursor = self.last_end(report_type)
-            if cursor is None:  # a report type's first run anchors where its history begins
-                cursor = first_start
-                self._set_last_end(report_type, cursor)
-            known = sorted(e.window for e in self.entries.values() if e.window.report_type == report_type)
-            for window in known:
-                if window.start > cursor:
-                    planned.extend(split_windows(report_type, cursor, min(window.start, end), size))
+        held = self._resources.get(REPORT_TABLES[report_type], {})
+        if "anchor" in held:
+            return Grid(parse_local(held["anchor"]), size)
+        return Grid(DEFAULT_ANCHOR if "last_end" in held else anchor, size)
+
+    def plan_owed(
+        self,
+        report_type: str,
+        grid: Grid,
+        first_start: datetime,
+        end: datetime,
+        limit: timedelta,
+        *,
+        probe: bool,
+    ) -> list[Window]:
+        """Put the spans up to ``end`` that were never submitted in the state as owed; return them.
+
+        A report type seen for the first time starts at ``first_start`` on ``grid``, and both
+        are kept. Windows already known are skipped; the gaps between them (after a change
+        of ``window``) are planned afresh, so coverage stays contiguous. Each gap's windows are
+        merged into spans of at most ``limit`` (see :func:`coalesce`); with ``probe`` only the
+        first, so the size of one file is known before longer ones are asked for.
+        """
+        cursor = self.last_end(report_type)
+        if cursor is None:
+            cursor = first_start
+            self._set_last_end(report_type, cursor)
+            self._resources[REPORT_TABLES[report_type]]["anchor"] = format_local(grid.anchor)
+        known = sorted(e.window for e in self.entries.values() if e.window.report_type == report_type)
+        gaps: list[list[Window]] = []
+        for window in [*known, None]:
+            stop = end if window is None else min(window.start, end)
+            if stop > cursor:
+                gaps.append(list(grid.split(report_type, cursor, stop)))
+            if window is not None:
                 cursor = max(cursor, window.end)
-            planned.extend(split_windows(report_type, cursor, end, size))
-        for window in planned:
-            self.entries.setdefault(window.key, Entry(window, OWED, file_type=self._file_type))
-        return sorted(planned, key=lambda w: (w.start, w.report_type))
+        spans = [span for gap in gaps for span in coalesce(gap, grid, limit)]
+        if probe:
+            spans = spans[:1]
+        for span in spans:
+            self.entries.setdefault(span.key, Entry(span, OWED, file_type=self._file_type))
+        return spans
+
+    def bytes_per_day(self, report_type: str) -> float | None:
+        """File bytes per day of the report type's last loaded file, if one was loaded."""
+        return self._resources.get(REPORT_TABLES[report_type], {}).get("bytes_per_day")
+
+    def job_seconds(self, report_type: str) -> list[float]:
+        """How long the report type's recent jobs took at Tikpay, createdAt to completedAt."""
+        return list(self._resources.get(REPORT_TABLES[report_type], {}).get("job_seconds", []))
+
+    def observe_file(self, window: Window, size: int) -> None:
+        days = max((window.end - window.start) / DAY, 1 / 24)
+        self._resources.setdefault(REPORT_TABLES[window.report_type], {})["bytes_per_day"] = round(
+            size / days, 1
+        )
+
+    def observe_job(self, report_type: str, seconds: float) -> None:
+        held = self._resources.setdefault(REPORT_TABLES[report_type], {})
+        held["job_seconds"] = [*held.get("job_seconds", []), round(seconds, 3)][-JOB_DURATIONS_KEPT:]
 
     # --- a window's transitions -----------------------------------------------------------
 

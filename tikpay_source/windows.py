@@ -2,17 +2,23 @@
 
 The Data API reads ``startTime`` and ``endTime`` as naive local times in the operator's
 timezone, and a job covers ``startTime <= t < endTime``. Windows are therefore planned
-as wall-clock intervals: contiguous, half-open and aligned to a grid that starts at
-local midnight. A local day across a daylight-saving change is simply the interval
-from one midnight to the next (23 or 25 real hours), so consecutive windows can never
-lose or double a row, whatever the clocks do in between.
+as wall-clock intervals: contiguous, half-open and aligned to a :class:`Grid` that starts
+at the user's ``start_time`` (a transit service day often runs 04:00 to 04:00), or at
+local midnight without one. A local day across a daylight-saving change is simply the
+interval from one boundary to the next (23 or 25 real hours), so consecutive windows
+can never lose or double a row, whatever the clocks do in between.
+
+Whether a window is *over* is a question about real time, not the wall clock: a window
+ending at a wall-clock time the clocks repeat is over only after its second pass, and
+``lag`` is added to that real instant (:func:`window_over_at`, :func:`last_boundary_over`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pendulum
 
@@ -20,8 +26,9 @@ from tikpay_source.errors import ConfigError
 from tikpay_source.settings import LOCAL_DATETIME_FORMAT
 
 DAY = timedelta(days=1)
-# Multi-day windows are aligned to Mondays (P7D runs Monday to Monday).
-_GRID_ANCHOR = date(2000, 1, 3)
+# Without a start_time the grid starts at local midnight, and multi-day windows on Mondays
+# (P7D runs Monday to Monday): the grid of every release before the anchor was kept in state.
+DEFAULT_ANCHOR = datetime(2000, 1, 3)
 _ALLOWED_WINDOWS = "whole days (P1D, P7D, P2W) or a part of a day that divides 24 hours (PT1H, PT6H, PT30M)"
 
 
@@ -95,32 +102,112 @@ def parse_window_size(value: str) -> timedelta:
     return size
 
 
-def floor_to_grid(moment: datetime, size: timedelta) -> datetime:
-    """The latest window boundary at or before ``moment`` (wall-clock arithmetic)."""
-    midnight = datetime.combine(moment.date(), datetime.min.time())
-    if size < DAY:
-        return midnight + ((moment - midnight) // size) * size
-    days = size // DAY
-    offset = (moment.date() - _GRID_ANCHOR).days % days
-    return midnight - offset * DAY
+@dataclass(frozen=True)
+class Grid:
+    """Window boundaries every ``size`` of wall-clock time from ``anchor`` (its date and time of day)."""
+
+    anchor: datetime
+    size: timedelta
+
+    def floor(self, moment: datetime) -> datetime:
+        """The latest boundary at or before ``moment``."""
+        base = datetime.combine(moment.date(), self.anchor.time())
+        if base > moment:
+            base -= DAY
+        if self.size < DAY:
+            return base + ((moment - base) // self.size) * self.size
+        offset = (base.date() - self.anchor.date()).days % (self.size // DAY)
+        return base - offset * DAY
+
+    def next(self, moment: datetime) -> datetime:
+        """The first boundary strictly after ``moment``."""
+        return self.floor(moment) + self.size
+
+    def split(self, report_type: str, start: datetime, end: datetime) -> Iterator[Window]:
+        """Cut ``[start, end)`` at every boundary, oldest first.
+
+        An unaligned ``start`` (after a change of ``window``) or ``end`` (an explicit
+        ``end_time``) gives one shorter window at that edge; all others are aligned.
+        """
+        cursor = start
+        while cursor < end:
+            boundary = min(self.next(cursor), end)
+            yield Window(cursor, boundary, report_type)
+            cursor = boundary
 
 
-def next_boundary(moment: datetime, size: timedelta) -> datetime:
-    """The first window boundary strictly after ``moment``."""
-    return floor_to_grid(moment, size) + size
+def coalesce(windows: Sequence[Window], grid: Grid, limit: timedelta) -> list[Window]:
+    """Merge consecutive ``windows`` into spans of at most ``limit``, each a whole number of windows.
 
-
-def split_windows(report_type: str, start: datetime, end: datetime, size: timedelta) -> Iterator[Window]:
-    """Cut ``[start, end)`` at every grid boundary, oldest first.
-
-    An unaligned ``start`` (a first run's ``start_time``) or ``end`` (an explicit
-    ``end_time``) gives one shorter window at that edge; all others are aligned.
+    Spans are cut at the boundaries of blocks of ``limit`` on the same anchor, so two plans
+    of the same owed windows cut them alike: a reload covers exactly the span it replaces.
     """
-    cursor = start
-    while cursor < end:
-        boundary = min(next_boundary(cursor, size), end)
-        yield Window(cursor, boundary, report_type)
-        cursor = boundary
+    blocks = Grid(grid.anchor, block_size(limit, grid.size))
+    spans: list[Window] = []
+    for window in windows:
+        last = spans[-1] if spans else None
+        joins = (
+            last is not None
+            and last.end == window.start
+            and blocks.floor(last.start) == blocks.floor(window.start)
+        )
+        if joins and last is not None and window.end <= blocks.next(last.start):
+            spans[-1] = Window(last.start, window.end, window.report_type)
+        else:
+            spans.append(window)
+    return spans
+
+
+def block_size(limit: timedelta, size: timedelta) -> timedelta:
+    """The longest whole number of ``size`` windows within ``limit`` that still tiles the grid.
+
+    Whole-day windows group in whole windows; part-of-a-day windows group in whole days,
+    or, under a day, in a part of the day that divides it.
+    """
+    if size >= DAY:
+        return max(size, (limit // size) * size)
+    if limit >= DAY:
+        return (limit // DAY) * DAY
+    count = max(1, limit // size)
+    while DAY % (count * size):
+        count -= 1
+    return count * size
+
+
+def span_limit(
+    bytes_per_day: float | None,
+    window: timedelta,
+    max_window: timedelta,
+    target_bytes: float,
+    probe: timedelta,
+) -> timedelta:
+    """How long one job may be for a report type whose files hold ``bytes_per_day``.
+
+    As long as keeps its file near ``target_bytes``, never more than ``max_window`` nor
+    less than one window; ``probe`` (capped the same way) while no file has been seen.
+    """
+    wanted = probe if bytes_per_day is None else DAY * (target_bytes / max(bytes_per_day, 1.0))
+    longest = max(window, (max_window // window) * window)
+    return max(window, min(longest, (wanted // window) * window))
+
+
+def window_over_at(boundary: datetime, zone: ZoneInfo) -> datetime:
+    """The real instant (UTC) after which no row of a window ending at wall-clock ``boundary`` can be written.
+
+    A wall-clock time the clocks repeat is over after its second pass; one the clocks skip
+    is read with the offset before the change, which is later than the change itself.
+    """
+    first = boundary.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+    second = boundary.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+    return max(first, second)
+
+
+def last_boundary_over(now: datetime, zone: ZoneInfo, lag: timedelta, grid: Grid) -> datetime:
+    """The latest boundary whose window has been over for at least ``lag`` of real time at ``now`` (aware)."""
+    boundary = grid.floor((now - lag).astimezone(zone).replace(tzinfo=None))
+    while window_over_at(boundary, zone) + lag > now:
+        boundary = grid.floor(boundary - timedelta(seconds=1))
+    return boundary
 
 
 def iso_duration(size: timedelta) -> str:
@@ -129,8 +216,3 @@ def iso_duration(size: timedelta) -> str:
         return f"P{size.days}D"
     minutes = int(size.total_seconds() // 60)
     return f"PT{minutes // 60}H" if minutes % 60 == 0 else f"PT{minutes}M"
-
-
-def default_end(now_local: datetime, lag: timedelta, size: timedelta) -> datetime:
-    """End of the last complete window before ``now - lag``: the default ``end_time``."""
-    return floor_to_grid(now_local - lag, size)

@@ -28,7 +28,9 @@ schema = schemathesis.openapi.from_path(SPEC)
 @pytest.fixture(scope="module")
 def contract_sandbox() -> Iterator[tuple[Sandbox, dict[str, str]]]:
     """One sandbox for all generated cases, with a quota large enough for them."""
-    with Sandbox(SandboxSettings(quota_limit=100_000, complete_after_list_calls=0)) as sb:
+    with Sandbox(
+        SandboxSettings(quota_limit=100_000, complete_after_list_calls=0, complete_after_seconds=0.0)
+    ) as sb:
         token = requests.post(
             sb.token_url,
             data={"grant_type": "client_credentials"},

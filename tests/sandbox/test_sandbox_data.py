@@ -71,7 +71,9 @@ def test_xml_layout_has_id_attribute_and_empty_elements(sandbox, client):
 
 def test_same_seed_same_bytes_other_seed_other_bytes(client_for):
     def bytes_for(seed: int) -> bytes:
-        with Sandbox(SandboxSettings(seed=seed, complete_after_list_calls=0)) as sb:
+        with Sandbox(
+            SandboxSettings(seed=seed, complete_after_list_calls=0, complete_after_seconds=0.0)
+        ) as sb:
             return download(client_for(sb), reportType="CUSTOMERS")
 
     first, again, other = bytes_for(7), bytes_for(7), bytes_for(8)

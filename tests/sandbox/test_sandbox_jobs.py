@@ -126,3 +126,16 @@ def test_expires_at_is_seven_days_of_instants_across_dst(make_sandbox, client_fo
     expires = datetime.fromisoformat(job["expiresAt"]).replace(tzinfo=ZoneInfo("Australia/Sydney"))
     assert expires - created == timedelta(days=7, hours=-1)  # wall-clock difference
     assert expires.timestamp() - created.timestamp() == 7 * 86400
+
+
+def test_at_its_defaults_a_job_is_done_after_a_time_however_often_the_list_is_read(client_for):
+    """Like the real API (facts, assumption 10): list calls do not hurry a job along."""
+    from tikpay_source.sandbox import Sandbox, SandboxSettings
+
+    defaults = SandboxSettings()
+    with Sandbox(defaults) as sb:
+        client = client_for(sb)
+        job_id = client.submit_ok()
+        assert [client.job(job_id)["status"] for _ in range(5)] == ["IN_PROGRESS"] * 5
+        sb.clock.advance(defaults.complete_after_seconds)
+        assert client.job(job_id)["status"] == "COMPLETE"

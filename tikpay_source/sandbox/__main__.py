@@ -35,7 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timezone", default="Australia/Sydney", help="operator timezone (IANA name)")
     parser.add_argument("--rows-per-hour", type=int, default=None, help="rows per hour for every report type")
     parser.add_argument(
-        "--complete-after-list-calls", type=int, default=1, help="list calls a job stays IN_PROGRESS"
+        "--complete-after-list-calls", type=int, default=0, help="list calls a job stays IN_PROGRESS"
+    )
+    parser.add_argument(
+        "--complete-after-seconds",
+        type=float,
+        default=2.0,
+        help="sandbox-clock seconds a job takes before it is done (default 2)",
     )
     parser.add_argument("--retry-after-format", choices=("seconds", "http-date"), default="seconds")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
@@ -77,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timezone=args.timezone,
         rows_per_hour=args.rows_per_hour,
         complete_after_list_calls=args.complete_after_list_calls,
+        complete_after_seconds=args.complete_after_seconds,
         retry_after_format=args.retry_after_format,
         verbose=args.verbose,
     )

@@ -40,8 +40,9 @@ class SandboxSettings:
     timezone: str = "Australia/Sydney"
     seed: int = 42
     rows_per_hour: int | Mapping[str, int] | None = None
-    complete_after_list_calls: int = 1
-    complete_after_seconds: float = 0.0
+    # like the real API, a job is done after a time, however often the list is read
+    complete_after_list_calls: int = 0
+    complete_after_seconds: float = 2.0
     token_ttl_seconds: float = 3600
     link_ttl_seconds: float = 3600
     job_ttl_days: float = 7

@@ -1,0 +1,41 @@
+"""Poll timing: the first poll when the jobs should be done, back-off after, never a poll sure to be early."""
+
+from __future__ import annotations
+
+from tikpay_source.polls import PollSchedule
+
+
+def test_the_first_poll_comes_when_the_slowest_recent_job_would_be_done() -> None:
+    polls = PollSchedule(poll_interval=60, deadline=900)
+    polls.submitted(10, [5.0, 42.0, 17.0])
+    assert polls.next_at(11, last_request=False) == 52  # submitted at 10 + the slowest, 42 s
+
+
+def test_without_history_the_first_poll_waits_poll_interval_and_later_ones_back_off() -> None:
+    polls = PollSchedule(poll_interval=60, deadline=900)
+    polls.submitted(0, [])
+    assert polls.next_at(0, last_request=False) == 60
+    polls.polled(60)
+    assert polls.next_at(60, last_request=False) == 120
+    polls.polled(120)
+    assert polls.next_at(120, last_request=False) == 240  # twice as long each time
+    polls.polled(240)
+    assert polls.next_at(240, last_request=False) == 480
+
+
+def test_no_poll_before_the_quickest_recent_job_and_the_last_request_waits_for_the_expected_time() -> None:
+    polls = PollSchedule(poll_interval=1, deadline=900)
+    polls.submitted(0, [30.0, 90.0])
+    polls.polled(90)  # still in progress at the first poll
+    assert polls.next_at(90, last_request=False) == 91  # back-off from poll_interval
+    assert polls.next_at(90, last_request=True) == 91  # 90 s, the slowest, has passed already
+    polls.submitted(100, [30.0, 90.0])  # a resubmission restarts the clock
+    assert polls.next_at(101, last_request=False) == 190
+    polls.polled(190)
+    assert polls.next_at(190, last_request=False) == 191
+
+
+def test_polls_never_go_past_max_wait() -> None:
+    polls = PollSchedule(poll_interval=60, deadline=100)
+    polls.submitted(0, [300.0])
+    assert polls.next_at(1, last_request=True) == 100
