@@ -172,3 +172,18 @@ def test_two_processes_sharing_an_api_key_never_spend_more_than_the_quota(
     assert all(code in (EXIT_OK, EXIT_QUOTA_STOP) for code, _ in results), results
     assert sandbox.quota_used() <= 20
     assert not [r for r in sandbox.api_requests if r["status"] == 429]
+
+
+def test_the_last_request_waits_until_the_jobs_should_be_done(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    """Jobs take a second; once that is learnt, a run with room for one poll only waits for it, and loads."""
+    sandbox = make_sandbox(complete_after_list_calls=0, complete_after_seconds=1.0)
+    harness = Harness(sandbox, tmp_path)
+    trips = {"report_types": ["TRIPS"], "start_time": "2025-03-01", "poll_interval": 0.05}
+    harness.run(**trips, end_time="2025-03-02")  # learns how long a TRIPS job takes
+    durations = harness.pipeline().state["sources"]["tikpay"]["resources"]["trips"]["job_seconds"]
+    assert durations and min(durations) >= 1.0
+
+    tight = harness.run(**trips, end_time="2025-03-03", max_requests=2)  # one submission, one poll
+
+    assert (tight.submitted, tight.requests, tight.windows_loaded) == (1, 2, 1)
+    assert_every_span_exact(harness, "TRIPS", "2025-03-01T00:00:00", "2025-03-03T00:00:00")
