@@ -8,8 +8,11 @@ the resource state of its table, so refreshing one table (dlt's ``refresh="drop_
 with that resource selected) starts that report type afresh and leaves the others be:
 
 * ``resources.<table>.last_end``: the end of the last window loaded with every window before it;
-* ``resources.<table>.windows[key]``: each window past ``last_end`` that has been submitted,
-  loaded out of order, or failed, with its job id and attempt count;
+* ``resources.<table>.windows[key]``: each job's span past ``last_end`` that has been
+  submitted, loaded out of order, or failed, with its job id and attempt count;
+* ``resources.<table>.anchor``: where the report type's window grid starts;
+* ``resources.<table>.bytes_per_day`` and ``job_seconds``: the size of its last file and
+  how long its recent jobs took, which size later spans and time the polls;
 * ``resources.report_jobs.api_timezone``: the operator's zone as the job list reported it;
 * ``resources.report_jobs.run_id``: the id of the last run whose extract finished (see
   :mod:`tikpay_source.budget`);
