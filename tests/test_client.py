@@ -18,7 +18,7 @@ from tikpay_source.api import ApiJob, parse_retry_after
 from tikpay_source.budget import RequestBudget
 from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
-from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, SubmissionUncertain
+from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, RequestNotSent, SubmissionUncertain
 from tikpay_source.quota import RequestLedger
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
 from tikpay_source.settings import MAX_TRANSIENT_RETRIES, RETRY_BACKOFF_SECONDS
@@ -414,9 +414,11 @@ def test_a_request_that_never_left_the_machine_is_not_counted(
     try:
         with pytest.raises(ApiError, match="connection failed"):
             client.list_jobs()
+        with pytest.raises(RequestNotSent, match="nothing was sent"):  # never uncertain: no job can exist
+            client.submit("TRIPS", *DAY, "csv")
     finally:
         client.close()
-    assert len(sleeps) == MAX_TRANSIENT_RETRIES  # it was tried, and retried
+    assert len(sleeps) == MAX_TRANSIENT_RETRIES  # the list call was tried, and retried; the submission once
     assert client.budget.spent == 0 and ledger.used() == 0
     assert RequestLedger(tmp_path / "ledger", DEMO_API_KEY).used() == 0  # as another process reads it
 

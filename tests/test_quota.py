@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from filelock import FileLock
+
 from tikpay_source.budget import RequestBudget
 from tikpay_source.client import TikpayClient
 from tikpay_source.config import Credentials
+from tikpay_source.errors import TikpayError
 from tikpay_source.quota import RequestLedger, key_fingerprint
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
 
@@ -179,3 +183,23 @@ def test_long_ledger_is_compacted(tmp_path: Path) -> None:
     ledger = ledger_at(tmp_path, clock)
     assert ledger.used() == 1
     assert len(path.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_a_long_ledger_of_recent_lines_is_not_rewritten_on_every_read(tmp_path: Path) -> None:
+    """A frequent schedule keeps many recent lines: nothing to drop, so no rewrite (and no churn)."""
+    clock = FakeClock(30 * 86_400.0)
+    path = ledger_at(tmp_path, clock).path
+    recent = "".join(json.dumps({"at": clock.now - 3600 + i, "kind": "run"}) + "\n" for i in range(2001))
+    path.write_text(recent, encoding="utf-8")
+    before = path.stat().st_ino
+    ledger = ledger_at(tmp_path, clock)
+    ledger.record_request("list")
+    assert path.stat().st_ino == before and len(path.read_text(encoding="utf-8").splitlines()) == 2002
+
+
+def test_a_ledger_locked_too_long_by_another_run_is_one_clear_error(tmp_path: Path) -> None:
+    ledger = ledger_at(tmp_path, FakeClock())
+    stuck = FileLock(str(ledger.path) + ".lock")  # another run, stuck while holding it
+    with stuck, pytest.raises(TikpayError, match=r"stayed locked by another run for 0\.2 s"):
+        RequestLedger(tmp_path, KEY, clock=FakeClock(), lock_timeout=0.2)
+    assert RequestLedger(tmp_path, KEY, clock=FakeClock(), lock_timeout=0.2).used() == 0  # free again

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import dlt
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 from harness import Harness, assert_exact, daily
 
 from tikpay_source import plan_next_run, run_summary
@@ -104,3 +106,18 @@ def test_two_sources_in_one_pipeline_are_summarised_apart(sandbox: Sandbox, tmp_
         == {"trips": sandbox.count_rows("TRIPS", *span)}
     )
     assert second.rows == {"taps": sandbox.count_rows("TAPS", *span)}
+
+
+def test_a_filter_that_keeps_a_file_from_its_table_fails_the_run_and_loses_nothing(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The window is marked loaded when its file is handed over: if no table reads it, nothing may commit."""
+    harness = Harness(sandbox, tmp_path)
+    source = harness.source(report_types=["TRIPS"], **TWO_DAYS)
+    source.report_jobs.add_filter(lambda row: row.get("load_status") != "loaded")
+    with pytest.raises(PipelineStepFailed, match="no selected resource read job"):
+        harness.load(source)
+
+    again = harness.run(report_types=["TRIPS"], **TWO_DAYS)
+    assert again.windows_loaded == 2 and again.submitted == 0  # the jobs are adopted, and their rows loaded
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))

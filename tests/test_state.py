@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tikpay_source.api import ApiJob
 from tikpay_source.config import TikpayConfig, build_config
@@ -116,3 +116,33 @@ def test_state_of_the_first_layout_is_moved_to_each_table() -> None:
     assert state.in_flight()[0].job_id == "A" and state.last_end("TRIPS") == datetime(2025, 3, 4)
     assert source_state["resources"]["trips"] == {"last_end": "2025-03-04T00:00:00", "windows": {key: window}}
     assert source_state["resources"]["report_jobs"] == {}
+
+
+def test_a_live_job_for_the_first_part_of_an_owed_span_is_adopted_and_the_rest_stays_owed() -> None:
+    """A run killed after submitting [01-01, 03-01) is followed by one that plans [01-01, 03-02): no resubmission."""
+    book = RunState({}, "csv")
+    grid = book.grid("TRIPS", timedelta(days=1), datetime(2025, 1, 1))
+    (span,) = book.plan_owed(
+        "TRIPS", grid, datetime(2025, 1, 1), datetime(2025, 3, 2), timedelta(days=366), probe=False
+    )
+    (adopted,) = book.reconcile([api_job("A", "2025-01-01", "2025-03-01", "IN_PROGRESS")])
+
+    assert (adopted.window.start, adopted.window.end, adopted.job_id) == (
+        span.start,
+        datetime(2025, 3, 1),
+        "A",
+    )
+    (rest,) = book.owed()
+    assert (rest.window.start, rest.window.end) == (datetime(2025, 3, 1), datetime(2025, 3, 2))
+
+
+def test_an_empty_probe_makes_the_next_probe_longer_until_a_file_says_how_large_files_are() -> None:
+    book = RunState({}, "csv")
+    empty = Window(datetime(2025, 1, 1), datetime(2025, 1, 8), "TRIPS")
+    assert book.probe_days("TRIPS", 7) == 7
+    book.observe_empty(empty, 7, 366)
+    book.observe_empty(empty, 7, 366)
+    assert book.probe_days("TRIPS", 7) == 112
+    book.observe_file(empty, 7_000)
+    book.observe_empty(empty, 7, 366)  # sizes are known now: nothing changes
+    assert (book.probe_days("TRIPS", 7), book.bytes_per_day("TRIPS")) == (112, 1000.0)

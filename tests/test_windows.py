@@ -105,6 +105,7 @@ def test_span_length_follows_the_bytes_per_day_of_earlier_files() -> None:
     assert span_limit(1e6, **limit) == 366 * DAY  # small files: the longest the user allows
     assert span_limit(1e8, **limit) == 20 * DAY  # 100 MB a day: 20 days make 2 GB
     assert span_limit(1e12, **limit) == DAY  # never less than one window
+    assert span_limit(0.0, **limit) == span_limit(0.5, **limit) == 366 * DAY  # a tiny file overflows nothing
 
 
 SYDNEY = ZoneInfo("Australia/Sydney")

@@ -12,7 +12,7 @@ A run spends, at most, ``min(max_requests, what the ledger says is left of the q
 :class:`RunPlan` is that rule, fixed before the first request; :class:`RequestBudget`
 applies it while the run spends, writing every request to the ledger before it is
 sent. ``--plan`` prints the same :class:`RunPlan` the run then follows, so the two
-cannot disagree.
+agree (the run may submit one more job when its first list already shows the timezone).
 """
 
 from __future__ import annotations
@@ -275,7 +275,8 @@ def plan_run(
                 f"(plus lag); planning up to {format_local(over)}"
             )
         first_start = config.start_time or grid.floor(over - timedelta(seconds=1))
-        known_size, probe = state.bytes_per_day(report_type), timedelta(days=PROBE_SPAN_DAYS)
+        known_size = state.bytes_per_day(report_type)
+        probe = timedelta(days=state.probe_days(report_type, PROBE_SPAN_DAYS))
         limit = span_limit(known_size, config.window, config.max_window, TARGET_FILE_BYTES, probe)
         # while no file of the type has been seen, one probe span goes first if longer ones could follow
         probing = known_size is None and config.max_window > probe
@@ -307,10 +308,9 @@ def plan_next_run(pipeline: Any, source: Any) -> RunPlan:
     first on a fresh machine) and the request ledger; changes neither. The report types
     are those of the source's selected resources, as in a run.
     """
-    arguments = source.resources[JOBS_TABLE].explicit_args
-    config: TikpayConfig = arguments["config"]
+    config: TikpayConfig = source.resources[JOBS_TABLE].explicit_args["config"]
     state = RunState(copy.deepcopy(stored_state(pipeline, source.name)), config.file_type)
-    if arguments.get("retry_failed"):
+    if config.retry_failed:
         state.retry_given_up()
     ledger = open_ledger(config.ledger_dir, config.credentials.api_key)
     report_types = selected_report_types(config.report_types, source.selected_resources)

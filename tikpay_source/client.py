@@ -32,7 +32,7 @@ import urllib3
 from tikpay_source.api import ApiJob, ErrorAnswer, parse_retry_after, shorten
 from tikpay_source.budget import RequestBudget
 from tikpay_source.config import Credentials
-from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, SubmissionUncertain
+from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, RequestNotSent, SubmissionUncertain
 from tikpay_source.settings import (
     GENERATE_REPORT_PATH,
     HTTP_TIMEOUT_SECONDS,
@@ -174,10 +174,12 @@ class TikpayClient:
                     allow_redirects=False,
                 )
             except _TRANSIENT as exc:
-                if never_sent(exc):  # no connection was made: the API cannot have seen it
-                    self.budget.refund(request_id)
                 response, answer = None, None
                 failure = f"the connection failed ({type(exc).__name__})"
+                if never_sent(exc):  # no connection was made: the API cannot have seen it
+                    self.budget.refund(request_id)
+                    if kind == "submit" or transient_retries >= MAX_TRANSIENT_RETRIES:
+                        raise RequestNotSent(f"{kind} call: {failure}; nothing was sent") from None
             else:
                 answer = ErrorAnswer.of(response) if response.status_code >= 400 else None
                 transient = response.status_code >= 500 and response.status_code not in _NOT_TRANSIENT_5XX

@@ -13,7 +13,7 @@ class TikpayError(Exception):
 
 
 class ConfigError(TikpayError):
-    """A configuration value or command-line flag is invalid; raised before any request."""
+    """A configuration value or command-line flag is invalid (or the timezone disagrees with the API's)."""
 
 
 class AuthError(TikpayError):
@@ -35,6 +35,10 @@ class ApiError(TikpayError):
 
 class SubmissionUncertain(ApiError):
     """A submission met a 5xx or a dropped connection: the job may or may not exist."""
+
+
+class RequestNotSent(ApiError):
+    """No connection to the API could be made: the request provably never left (and is not counted)."""
 
 
 class QuotaExhausted(TikpayError):

@@ -16,13 +16,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from tikpay_source.errors import ReadInterrupted, ReportFileError, TikpayError
+from tikpay_source.errors import ReadInterrupted, ReportFileError
 from tikpay_source.readers import ReportFile
 from tikpay_source.tables import LOADED_STATUS, tag_batch
 from tikpay_source.windows import Window
 
-# Rounds of stepping aside with no sign of the table's resource before giving up on it.
-_PATIENCE = 10_000
+# Rounds of stepping aside with no sign of the table's resource before giving up on it: dlt
+# resumes the parent after one item of each other generator, so a table resource that is
+# reading shows progress within a few rounds; one that never got the row shows none (and
+# each empty round costs dlt's 10 ms poll).
+_PATIENCE = 300
 
 
 @dataclass
@@ -51,6 +54,7 @@ class FileHandover:
         if offer is None or offer.taken:
             return
         offer.taken = True
+        self._progress += 1
         job_id = row["job_id"]
         rows = 0
         try:
@@ -77,9 +81,9 @@ class FileHandover:
             idle += 1
             if idle > _PATIENCE:
                 job_id, offer = next(iter(self._offers.items()))
-                raise TikpayError(
+                raise ReadInterrupted(  # the window is marked loaded: the extract must not commit
                     f"{offer.window.describe()}: no selected resource read job {job_id}'s file; "
-                    "was a filter added to report_jobs?"
+                    "was a filter added to report_jobs? Nothing of this run is loaded"
                 )
             yield None
 

@@ -15,19 +15,20 @@ The file is named after a hash of the key, never the key itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from tikpay_source.errors import ConfigError, QuotaExhausted
+from tikpay_source.errors import ConfigError, QuotaExhausted, TikpayError
 from tikpay_source.settings import QUOTA_LIMIT, QUOTA_WINDOW_SECONDS
 
 _KEEP_SECONDS = 8 * 24 * 3600  # a week of jobs plus a day: old lines are compacted away
@@ -80,15 +81,28 @@ class RequestLedger:
         limit: int = QUOTA_LIMIT,
         window_seconds: float = QUOTA_WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
+        lock_timeout: float = _LOCK_TIMEOUT_SECONDS,
     ) -> None:
         self.limit = limit
         self.window_seconds = window_seconds
         self._clock = clock
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"requests-{key_fingerprint(api_key)}.jsonl"
-        self._lock = FileLock(str(self.path) + ".lock", timeout=_LOCK_TIMEOUT_SECONDS)
-        with self._lock:
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        with self._locked():
             self._entries = self._read()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the ledger's lock; another process holding it too long is an error of the run."""
+        try:
+            with self._lock:
+                yield
+        except Timeout:
+            raise TikpayError(
+                f"the request ledger {self.path.name} stayed locked by another run for "
+                f"{self._lock.timeout:g} s; is a run of the same API key stuck?"
+            ) from None
 
     def _read(self) -> list[LedgerEntry]:
         """Every line of the file (call under the lock); compacts a long file, keeping the last week."""
@@ -105,14 +119,19 @@ class RequestLedger:
                 )
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash mid-write is dropped, not fatal
-        if len(entries) > _COMPACT_AFTER_LINES:
-            entries = [e for e in entries if e.at > self._clock() - _KEEP_SECONDS]
-            self._rewrite(entries)
+        kept = [e for e in entries if e.at > self._clock() - _KEEP_SECONDS]
+        if len(entries) > _COMPACT_AFTER_LINES and len(kept) < len(entries):
+            self._rewrite(kept)
+            return kept
         return entries
 
     def _rewrite(self, entries: list[LedgerEntry]) -> None:
+        """Replace the file whole (under the lock), durably: a power cut leaves the old or the new one."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(self._line(e) for e in entries), encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write("".join(self._line(e) for e in entries))
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
     @staticmethod
@@ -127,7 +146,7 @@ class RequestLedger:
         return json.dumps(raw) + "\n"
 
     def _append(self, entry: LedgerEntry) -> None:
-        """Add a line (call under the lock), after re-reading what other processes wrote."""
+        """Add a line (call under the lock, after :meth:`_read` has taken in what others wrote)."""
         with self.path.open("a+b") as handle:
             handle.seek(0, os.SEEK_END)
             if handle.tell():  # a line torn by a crash must not swallow this one
@@ -140,7 +159,7 @@ class RequestLedger:
         self._entries.append(entry)
 
     def _write(self, entry: LedgerEntry) -> None:
-        with self._lock:
+        with self._locked():
             self._entries = self._read()
             self._append(entry)
 
@@ -150,7 +169,7 @@ class RequestLedger:
         The file is read afresh under the lock, so another process's requests count too.
         Raises :class:`QuotaExhausted` when the last 24 hours already hold ``limit`` requests.
         """
-        with self._lock:
+        with self._locked():
             self._entries = self._read()
             if self.used() >= self.limit:
                 free_at = self.next_free_at()
@@ -185,7 +204,7 @@ class RequestLedger:
 
     def refresh(self) -> None:
         """Read what other processes have written since (every count below uses the last read)."""
-        with self._lock:
+        with self._locked():
             self._entries = self._read()
 
     def _counted(self) -> list[float]:

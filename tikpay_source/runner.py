@@ -40,6 +40,7 @@ from tikpay_source.errors import (
     QuotaExhausted,
     ReadInterrupted,
     ReportFileError,
+    RequestNotSent,
     SubmissionUncertain,
     TikpayError,
 )
@@ -49,7 +50,13 @@ from tikpay_source.polls import PollSchedule
 from tikpay_source.progress import transfer_reporter
 from tikpay_source.quota import RequestLedger, open_ledger
 from tikpay_source.readers import ReportFile, open_report
-from tikpay_source.settings import LOGGER_NAME, MAX_DOWNLOAD_ATTEMPTS, MAX_UNUSABLE_ANSWERS, REPORT_TABLES
+from tikpay_source.settings import (
+    LOGGER_NAME,
+    MAX_DOWNLOAD_ATTEMPTS,
+    MAX_UNUSABLE_ANSWERS,
+    PROBE_SPAN_DAYS,
+    REPORT_TABLES,
+)
 from tikpay_source.state import OWED, SUBMITTED, Entry, RunState
 from tikpay_source.tables import LOADED_STATUS, ColumnTypeMemory, job_row
 from tikpay_source.windows import format_local
@@ -84,6 +91,7 @@ class ReportJobRunner:
         self._refused: dict[str, str] = {}
         self._column_types = ColumnTypeMemory()
         self._timed: set[str] = set()
+        self._asked_timezone = False
         self._polls = PollSchedule(config.poll_interval, 0.0)
 
     def run(self) -> Iterator[dict[str, Any] | None]:
@@ -174,12 +182,17 @@ class ReportJobRunner:
         for entry in self.state.owed(self.report_types):
             if entry.status != OWED:  # adopted by a list call made during this loop
                 continue
-            if self.outcome.submitted and self.state.api_timezone is None:
+            if self.outcome.submitted and self.state.api_timezone is None and not self._asked_timezone:
                 if not self.budget.plan.may_confirm_timezone(self.budget.spent):
                     log.info("request budget reached before the timezone was confirmed; the rest waits")
                     return
                 log.info("confirming the operator's timezone from the job list before submitting more")
+                self._asked_timezone = True
                 yield from self._collect(client, scratch)
+                if self.state.api_timezone is None:
+                    log.warning(
+                        "the job list reports no timezone; going on with %s", self.config.timezone.key
+                    )
             if not self.budget.may_submit():
                 left = len(self.state.owed(self.report_types))
                 log.info("request budget reached; %d window(s) left for the next run", left)
@@ -189,6 +202,8 @@ class ReportJobRunner:
                 job_id = client.submit(
                     window.report_type, format_local(window.start), format_local(window.end), entry.file_type
                 )
+            except RequestNotSent:
+                raise  # the API cannot be reached: the window stays owed, no attempt counted
             except SubmissionUncertain as exc:
                 self.state.submission_unclear(entry)
                 log.info("%s: submission unclear (%s); the next job list decides", window.describe(), exc)
@@ -244,6 +259,7 @@ class ReportJobRunner:
             yield from self._load(entry, job, scratch)
         elif job.status == NO_DATA:
             self.state.loaded(entry)
+            self.state.observe_empty(entry.window, PROBE_SPAN_DAYS, self.config.max_window.days)
             self.outcome.windows_loaded += 1
             log.info("%s: no data (job %s)", entry.window.describe(), job.job_id)
             yield job_row(entry, zone, load_status="no_data", job=job, rows_loaded=0)

@@ -222,10 +222,19 @@ class RunState:
         return list(self._resources.get(REPORT_TABLES[report_type], {}).get("job_seconds", []))
 
     def observe_file(self, window: Window, size: int) -> None:
-        days = max((window.end - window.start) / DAY, 1 / 24)
-        self._resources.setdefault(REPORT_TABLES[window.report_type], {})["bytes_per_day"] = round(
-            size / days, 1
-        )
+        days = (window.end - window.start) / DAY
+        held = self._resources.setdefault(REPORT_TABLES[window.report_type], {})
+        held["bytes_per_day"] = round(size / days, 1)
+
+    def probe_days(self, report_type: str, first: int) -> int:
+        """How many days the next probe of a report type asks for (``first`` until a probe came back empty)."""
+        return int(self._resources.get(REPORT_TABLES[report_type], {}).get("probe_days", first))
+
+    def observe_empty(self, window: Window, first: int, longest: int) -> None:
+        """A NO_DATA answer says nothing of file sizes: while none is known, the next probe is four times longer."""
+        held = self._resources.setdefault(REPORT_TABLES[window.report_type], {})
+        if "bytes_per_day" not in held:
+            held["probe_days"] = min(longest, 4 * int(held.get("probe_days", first)))
 
     def observe_job(self, report_type: str, seconds: float) -> None:
         held = self._resources.setdefault(REPORT_TABLES[report_type], {})
@@ -296,6 +305,7 @@ class RunState:
         """
         by_id: dict[str, ApiJob] = {}
         live_by_window: dict[tuple[str, str], ApiJob] = {}
+        live_by_start: dict[tuple[str, datetime, str], list[tuple[Window, ApiJob]]] = {}
         for job in jobs:
             by_id[job.job_id] = job
             window = job_window(job)
@@ -305,19 +315,37 @@ class RunState:
             current = live_by_window.get(slot)
             if current is None or _rank(job) > _rank(current):
                 live_by_window[slot] = job
+            live_by_start.setdefault((window.report_type, window.start, job.file_type), []).append(
+                (window, job)
+            )
         adopted = []
-        for entry in self.entries.values():
+        for entry in list(self.entries.values()):
             if entry.status in (SUBMITTED, COMPLETE_NOT_LOADED) and entry.job_id not in by_id:
                 self.failed(entry, f"job {entry.job_id} expired before its file was loaded")
-            if entry.status in (UNCERTAIN, OWED):
-                job = live_by_window.get((entry.window.key, entry.file_type))
-                if job is not None:
-                    if entry.status == OWED:
-                        adopted.append(entry)
-                    self.adopted(entry, job)
-                elif entry.status == UNCERTAIN:
-                    self.failed(entry, "a submission met a server error and never reached the job list")
+            if entry.status not in (UNCERTAIN, OWED):
+                continue
+            job = live_by_window.get((entry.window.key, entry.file_type))
+            if job is not None:
+                if entry.status == OWED:
+                    adopted.append(entry)
+                self.adopted(entry, job)
+            elif entry.status == UNCERTAIN:
+                self.failed(entry, "a submission met a server error and never reached the job list")
+            elif part := _earlier_part(
+                entry, live_by_start.get((entry.window.report_type, entry.window.start, entry.file_type), [])
+            ):
+                adopted.append(self._adopt_part(entry, *part))
         return adopted
+
+    def _adopt_part(self, entry: Entry, window: Window, job: ApiJob) -> Entry:
+        """A live job covers the first part of an owed span (planned when less was over): adopt it
+        for that part; the rest is owed as a span of its own."""
+        del self.entries[entry.window.key]
+        part = Entry(window, SUBMITTED, job_id=job.job_id, file_type=entry.file_type, attempts=1)
+        rest = Window(window.end, entry.window.end, window.report_type)
+        self.entries[part.window.key] = part
+        self.entries[rest.key] = Entry(rest, OWED, file_type=entry.file_type)
+        return part
 
     # --- the run as a whole -------------------------------------------------------------------
 
@@ -349,6 +377,12 @@ def _move_progress_to_tables(run: dict[str, Any], resources: dict[str, Any]) -> 
     for key, value in run.pop("windows", {}).items():
         table = REPORT_TABLES[window_from_key(key).report_type]
         resources.setdefault(table, {}).setdefault("windows", {})[key] = value
+
+
+def _earlier_part(entry: Entry, same_start: list[tuple[Window, ApiJob]]) -> tuple[Window, ApiJob] | None:
+    """The live job with the span's start that covers the longest part of it, if any."""
+    inside = [(w, job) for w, job in same_start if w.end < entry.window.end]
+    return max(inside, key=lambda pair: (pair[0].end, _rank(pair[1])), default=None)
 
 
 def _rank(job: ApiJob) -> tuple[int, str]:

@@ -186,8 +186,12 @@ def span_limit(
     As long as keeps its file near ``target_bytes``, never more than ``max_window`` nor
     less than one window; ``probe`` (capped the same way) while no file has been seen.
     """
-    wanted = probe if bytes_per_day is None else DAY * (target_bytes / max(bytes_per_day, 1.0))
     longest = max(window, (max_window // window) * window)
+    if bytes_per_day is None:
+        wanted = probe
+    else:  # in days first: a tiny file's ratio would overflow a timedelta
+        days = target_bytes / max(bytes_per_day, 1.0)
+        wanted = longest if days >= longest / DAY else DAY * days
     return max(window, min(longest, (wanted // window) * window))
 
 
