@@ -131,7 +131,8 @@ class RunSummary:
                 )
             if self.waiting:
                 parts.append(
-                    f"{len(self.waiting)} window(s) not submitted yet (request budget); the next run submits them"
+                    f"{len(self.waiting)} window(s) to submit (past the request budget, or again after a "
+                    "failure); the next run submits them"
                 )
             return "; ".join(parts)
         return "all caught up: the next run will load the next window once it has ended"

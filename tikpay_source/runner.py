@@ -30,6 +30,7 @@ from typing import Any
 from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob
 from tikpay_source.budget import RequestBudget, RunPlan, plan_run
 from tikpay_source.client import TikpayClient
+from tikpay_source.column_memory import ColumnTypeMemory
 from tikpay_source.config import TikpayConfig
 from tikpay_source.download import download_report
 from tikpay_source.errors import (
@@ -42,6 +43,7 @@ from tikpay_source.errors import (
     ReportFileError,
     SubmissionUncertain,
     TikpayError,
+    WidenNextRun,
 )
 from tikpay_source.handover import FileHandover
 from tikpay_source.outcome import RunOutcome
@@ -50,7 +52,7 @@ from tikpay_source.quota import RequestLedger, open_ledger
 from tikpay_source.readers import ReportFile, open_report
 from tikpay_source.settings import LOGGER_NAME, MAX_DOWNLOAD_ATTEMPTS, MAX_UNUSABLE_ANSWERS, REPORT_TABLES
 from tikpay_source.state import OWED, SUBMITTED, Entry, RunState
-from tikpay_source.tables import LOADED_STATUS, ColumnTypeMemory, job_row
+from tikpay_source.tables import LOADED_STATUS, job_row
 from tikpay_source.windows import format_local
 
 log = logging.getLogger(LOGGER_NAME)
@@ -81,7 +83,7 @@ class ReportJobRunner:
         self._expired_links: set[str] = set()
         self._unusable: dict[str, int] = {}
         self._refused: dict[str, str] = {}
-        self._column_types = ColumnTypeMemory()
+        self._column_types = ColumnTypeMemory(config.timezone.key)
 
     def run(self) -> Iterator[dict[str, Any] | None]:
         """Yield every item of this run, then record the run's outcome in the state."""
@@ -161,6 +163,8 @@ class ReportJobRunner:
         """Submit owed windows, oldest first, as far as the budget allows."""
         assert self.budget is not None
         for entry in self.state.owed(self.report_types):
+            if entry.window.key in self._set_aside:  # its file was bad this run: a new job waits for the next
+                continue
             if not self.budget.may_submit():
                 left = len(self.state.owed(self.report_types))
                 log.info("request budget reached; %d window(s) left for the next run", left)
@@ -243,22 +247,30 @@ class ReportJobRunner:
                 seen,
             )
 
-    def _next_step(self, entry: Entry) -> str:
+    def _next_step(self, entry: Entry, when: str = "") -> str:
         if entry.status == SUBMITTED:
             return "waiting"
-        return "it will be submitted again" if entry.status == OWED else "giving up after repeated failures"
+        again = f"it will be submitted again{' by the ' + when if when else ''}"
+        return again if entry.status == OWED else "giving up after repeated failures"
 
     def _load(self, entry: Entry, job: ApiJob, scratch: Path) -> Iterator[dict[str, Any] | None]:
         """Download and check the job's file, mark the window loaded and hand the file to its table."""
         report, size, problem = self._fetch(entry, job, scratch)
         if report is None:
             if problem:  # a link refused for the first time waits for the next list instead
-                self.state.not_loaded(entry, f"job {job.job_id}: {problem}")
+                reason = f"job {job.job_id}: {problem}"
+                link_refused = entry.window.key in self._expired_links  # refused again: not the file's fault
                 self._set_aside.add(entry.window.key)
-                message = f"{entry.window.describe()}: {entry.error}; the next run tries again"
+                if link_refused:
+                    self.state.not_loaded(entry, reason)
+                else:  # the file stayed bad: a new job, next run, like a FAILED one
+                    self.state.file_refused(entry, reason)
+                next_step = "the next run tries again" if link_refused else self._next_step(entry, "next run")
+                message = f"{entry.window.describe()}: {entry.error}; {next_step}"
                 self.outcome.window_errors.append(message)
                 log.info("%s", message)
-                yield job_row(entry, self.config.timezone, load_status="error", job=job)
+                status = "error" if link_refused else "failed"
+                yield job_row(entry, self.config.timezone, load_status=status, job=job)
             return
         self.state.loaded(entry)
         table = REPORT_TABLES[entry.window.report_type]
@@ -275,6 +287,7 @@ class ReportJobRunner:
             file_size=size,
         )
         yield from self.handover.wait()
+        self._column_types.loaded(entry.window.report_type, report)
 
     def _fetch(self, entry: Entry, job: ApiJob, scratch: Path) -> tuple[ReportFile | None, int, str]:
         """The job's file, checked whole, and its size; or None and why (downloads cost no quota)."""
@@ -302,7 +315,17 @@ class ReportJobRunner:
             except ReportFileError as exc:
                 problem = str(exc)
                 continue
-            self._column_types.remember(entry.window.report_type, report)
+            try:
+                self._column_types.adopt(entry.window.report_type, report)
+            except WidenNextRun as exc:
+                report.close()
+                self._set_aside.add(entry.window.key)
+                log.info("%s: %s", entry.window.describe(), exc)
+                return None, 0, ""
+            except ReportFileError as exc:
+                report.close()
+                problem = str(exc)
+                break
             return report, size, ""
         return None, 0, problem
 

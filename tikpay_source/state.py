@@ -20,7 +20,7 @@ A window's life, each arrow one method of :class:`RunState`::
 
     owed --submitted--> submitted --complete--> complete --loaded--> loaded
       |  --submission_unclear--> uncertain --adopted/failed--^
-      ^-------- failed (FAILED, expired, refused) while attempts remain; then gave_up
+      ^-------- failed (FAILED, expired, refused, file_refused) while attempts remain; then gave_up
 
 Nothing here makes a request; the runner does, and tells this module what it learnt.
 """
@@ -213,6 +213,14 @@ class RunState:
         """The job FAILED, expired or never existed: owed again while attempts remain, else given up."""
         entry.error, entry.job_id = reason, None
         entry.status = OWED if entry.attempts < MAX_SUBMIT_ATTEMPTS else GAVE_UP
+
+    def file_refused(self, entry: Entry, reason: str) -> None:
+        """The job's file stayed unreadable after every download: submit the window again, or give up.
+
+        A new job may well render a good file; the attempt counts as a failed one, so a
+        file that is always bad ends like a job that always FAILS (given up, reported).
+        """
+        self.failed(entry, reason)
 
     def not_loaded(self, entry: Entry, reason: str) -> None:
         """The job's file, or the API's answer about it, could not be used: tried again next run."""
