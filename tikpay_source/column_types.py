@@ -41,9 +41,7 @@ BOOL_STYLES: dict[str, tuple[str, str]] = {
     "title": ("True", "False"),
 }
 
-_INTEGER = r"-?(0|[1-9][0-9]*)"
-_DECIMAL = r"-?(0|[1-9][0-9]*)\.[0-9]+"
-_NEGATIVE_ZERO = r"-0(\.0+)?"  # a number type would drop the sign
+_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?"  # plain digits, a sign only in front, no leading zero
 
 
 @dataclass(frozen=True)
@@ -139,59 +137,133 @@ def _decimal(digits: int, scale: int) -> ColumnType:
 
 
 # --- deciding a column's type from the file ------------------------------------------------
+#
+# Two cheap passes: the first computes, per column, string facts any value can be judged
+# by (number patterns, boolean words, the least and greatest value); the second, only for
+# columns whose least and greatest values are shaped like a date or timestamp format,
+# checks that every value has that shape and is a real date or time in that format. With every
+# field's width fixed by the shape, a value that parses is given back unchanged by the
+# format, so no round trip through text is needed.
+
+_DIGITS = "0123456789"
+_FORMAT_WIDTHS = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2, "%g": 3, "%f": 6}
 
 
-def _candidates(c: str) -> list[str]:
-    """Aggregates over one text column ``c``: counts, number shape, boolean styles, formats."""
+@dataclass(frozen=True)
+class ColumnFacts:
+    """What the first pass learnt of one column."""
+
+    values: int
+    int_digits: int | None
+    max_scale: int | None
+    min_scale: int | None
+    integer: bool | None
+    decimal: bool | None
+    styles: tuple[bool | None, ...]
+    shapes: tuple[str | None, str | None]
+    """The least and the greatest value."""
+
+    def formats(self) -> list[str]:
+        """The date and timestamp formats the column's least and greatest values are shaped like.
+
+        Only a hint of which formats to check: the second pass checks every value.
+        """
+        low, high = (value.translate(_AS_NINES) if value is not None else None for value in self.shapes)
+        if low is None or low != high:
+            return []
+        return [fmt for fmt in (*DATE_FORMATS, *TIMESTAMP_FORMATS) if _pattern(fmt, "9") == low]
+
+
+_AS_NINES = str.maketrans(_DIGITS, "9" * len(_DIGITS))
+
+
+def _pattern(fmt: str, digit: str = "[0-9]") -> str:
+    """``fmt`` as a regular expression of fixed-width digit fields (or, with ``digit="9"``, its shape)."""
+    out, i = [], 0
+    while i < len(fmt):
+        code = fmt[i : i + 2]
+        if code in _FORMAT_WIDTHS:
+            out.append(digit * _FORMAT_WIDTHS[code] if digit == "9" else f"{digit}{{{_FORMAT_WIDTHS[code]}}}")
+            i += 2
+        else:
+            out.append("[.]" if fmt[i] == "." and digit != "9" else fmt[i])
+            i += 1
+    return "".join(out)
+
+
+def _aggregates(c: str) -> list[str]:
+    """Per column: values, longest value, the decimal point's first and last position, scales, patterns.
+
+    Lengths over-count a sign by one digit, which can only make the precision chosen larger.
+    """
     every = "bool_and(coalesce({}, false)) FILTER (WHERE {c} IS NOT NULL)"
-    checks = [
-        f"regexp_full_match({c}, '{_INTEGER}') AND NOT regexp_full_match({c}, '{_NEGATIVE_ZERO}')",
-        f"regexp_full_match({c}, '{_DECIMAL}') AND NOT regexp_full_match({c}, '{_NEGATIVE_ZERO}')",
-        *(f"{c} IN ('{t}', '{f}')" for t, f in BOOL_STYLES.values()),
-        *(
-            f"strftime(try_strptime({c}, '{fmt}'), '{fmt}') = {c}"
-            for fmt in (*DATE_FORMATS, *TIMESTAMP_FORMATS)
-        ),
-    ]
     return [
         f"count({c})",
-        f"max(length(ltrim(split_part({c}, '.', 1), '-')))",
-        f"max(length(split_part({c}, '.', 2)))",
-        f"min(length(split_part({c}, '.', 2)))",
-        *(every.format(check, c=c) for check in checks),
+        f"max(length({c}))",
+        f"min(strpos({c}, '.'))",
+        f"max(strpos({c}, '.'))",
+        f"max(length({c}) - strpos({c}, '.'))",
+        f"min(length({c}) - strpos({c}, '.'))",
+        every.format(f"regexp_full_match({c}, '{_NUMBER}')", c=c),
+        f"bool_or(starts_with({c}, '-0') AND ltrim({c}, '-0.') = '')",  # a number type would drop the sign
+        *(every.format(f"{c} IN ('{t}', '{f}')", c=c) for t, f in BOOL_STYLES.values()),
+        f"min({c})",
+        f"max({c})",
     ]
 
 
-def classification_sql(columns: Sequence[str], source: str) -> str:
-    """One query over ``source`` (every column as text) whose single row :func:`classify` reads."""
-    exprs = ["count(*)"] + [e for column in columns for e in _candidates(column)]
+def facts_sql(columns: Sequence[str], source: str) -> str:
+    """The first pass over ``source`` (every column as text); :func:`read_facts` reads its one row."""
+    exprs = ["count(*)"] + [e for column in columns for e in _aggregates(column)]
     return f"SELECT {', '.join(exprs)} FROM {source}"
 
 
-def classify(row: Sequence[Any], count: int) -> tuple[int, list[tuple[int, ColumnType | None]]]:
-    """The row count and, per column, its non-empty values and type (None: no value at all)."""
-    width = len(_candidates("c"))
-    found = []
+def read_facts(row: Sequence[Any], count: int) -> tuple[int, list[ColumnFacts]]:
+    """The row count and each column's facts."""
+    width = len(_aggregates("c"))
+    facts = []
     for i in range(count):
-        values, int_digits, max_scale, min_scale, *fits = row[1 + i * width : 1 + (i + 1) * width]
-        found.append((values, _type_of(values, int_digits, max_scale, min_scale, fits) if values else None))
-    return row[0], found
+        values, longest, first_point, last_point, high, low, number, negative_zero, *rest = row[
+            1 + i * width : 1 + (i + 1) * width
+        ]
+        styles, shapes = tuple(rest[: len(BOOL_STYLES)]), tuple(rest[len(BOOL_STYLES) :])
+        number = bool(number) and not negative_zero
+        integer = number and last_point == 0
+        decimal = number and first_point > 0  # every value has a point (none is an integer)
+        digits = (last_point - 1) if decimal else longest
+        facts.append(ColumnFacts(values, digits, high, low, integer, decimal, styles, shapes))  # type: ignore[arg-type]
+    return row[0], facts
 
 
-def _type_of(values: int, int_digits: int, max_scale: int, min_scale: int, fits: list[bool]) -> ColumnType:
-    integer, decimal, *rest = fits
-    styles, formats = rest[: len(BOOL_STYLES)], rest[len(BOOL_STYLES) :]
-    if integer:
-        return _decimal(int_digits, 0)
-    if decimal and min_scale == max_scale:  # one scale: DECIMAL gives every value back as written
-        return _decimal(int_digits + max_scale, max_scale)
-    style = next((name for name, fit in zip(BOOL_STYLES, styles, strict=True) if fit), None)
+def format_checks(columns: Sequence[str], facts: Sequence[ColumnFacts]) -> list[tuple[int, str, str]]:
+    """The second pass's checks: (column index, format, SQL aggregate), for date-shaped columns only."""
+    return [
+        (
+            i,
+            fmt,
+            f"bool_and(coalesce(regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, "
+            f"'{fmt}') IS NOT NULL, false)) FILTER (WHERE {column} IS NOT NULL)",
+        )
+        for i, (column, fact) in enumerate(zip(columns, facts, strict=True))
+        if fact.values and not fact.integer and not fact.decimal
+        for fmt in fact.formats()
+    ]
+
+
+def decide(facts: Sequence[ColumnFacts], formats: dict[int, list[str]]) -> list[ColumnType | None]:
+    """Each column's type from the facts and the formats every value was found to be in (None: no value)."""
+    return [_type_of(fact, formats.get(i, [])) if fact.values else None for i, fact in enumerate(facts)]
+
+
+def _type_of(fact: ColumnFacts, formats: list[str]) -> ColumnType:
+    if fact.integer:
+        return _decimal(fact.int_digits or 0, 0)
+    if fact.decimal and fact.min_scale == fact.max_scale:  # one scale: DECIMAL gives every value back
+        return _decimal((fact.int_digits or 0) + (fact.max_scale or 0), fact.max_scale or 0)
+    style = next((name for name, fit in zip(BOOL_STYLES, fact.styles, strict=True) if fit), None)
     if style:
         return ColumnType(BOOL, fmt=style)
-    dates = [fmt for fmt, fit in zip(DATE_FORMATS, formats, strict=False) if fit]
-    stamps = [fmt for fmt, fit in zip(TIMESTAMP_FORMATS, formats[len(DATE_FORMATS) :], strict=True) if fit]
-    if len(dates) == 1 and not stamps:  # two formats fit (01/02/2025): day or month? text says both
-        return ColumnType(DATE, fmt=dates[0])
-    if len(stamps) == 1 and not dates:
-        return ColumnType(TIMESTAMP, fmt=stamps[0])
+    if len(formats) == 1:  # two formats fit (01/02/2025): day or month? the column alone cannot say
+        kind = DATE if formats[0] in DATE_FORMATS else TIMESTAMP
+        return ColumnType(kind, fmt=formats[0])
     return TEXT_TYPE

@@ -23,14 +23,23 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tikpay_source.column_names import column_names
-from tikpay_source.column_types import TEXT_TYPE, ColumnType, classification_sql, classify, widen
+from tikpay_source.column_types import (
+    TEXT_TYPE,
+    ColumnFacts,
+    ColumnType,
+    decide,
+    facts_sql,
+    format_checks,
+    read_facts,
+    widen,
+)
 from tikpay_source.errors import LineTooLong, ReportFileError
 from tikpay_source.file_errors import LINE_TOO_LONG, file_problem
 from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG, READER_MAX_LINE_BYTES
@@ -206,23 +215,46 @@ def _open_csv(
         names = column_names(header)
         as_text = _read_csv_call(path, header, options)
         idents = [_ident(name) for name in header]
-        row = _reporting_errors(lambda: con.execute(classification_sql(idents, as_text)).fetchall()[0])
-        rows, found = classify(row, len(header))
+        rows, facts = read_facts(
+            _reporting_errors(lambda: _one_row(con, facts_sql(idents, as_text))), len(idents)
+        )
+        found = decide(facts, _formats_found(con, idents, facts, as_text))
         loaded = [known_types(name) if known_types else None for name in names]
-        types = [widen(before, now) for before, (_count, now) in zip(loaded, found, strict=True)]
+        types = [widen(before, now) for before, now in zip(loaded, found, strict=True)]
         select = ", ".join(
             f"{(kind or TEXT_TYPE).read_sql(ident)} AS {_ident(name)}"
             for ident, name, kind in zip(idents, names, types, strict=True)
         )
         columns = [
-            ReportColumn(name, count, kind, before)
-            for name, (count, _), kind, before in zip(names, found, types, loaded, strict=True)
+            ReportColumn(name, fact.values, kind, before)
+            for name, fact, kind, before in zip(names, facts, types, loaded, strict=True)
         ]
         query = f"SELECT {select} FROM {as_text}" if header else None
         return ReportFile(con, query, rows, columns, timezone, batch_rows, scratch, discard)
     except BaseException:
         con.close()
         raise
+
+
+def _one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    return con.execute(sql).fetchall()[0]
+
+
+def _formats_found(
+    con: duckdb.DuckDBPyConnection, idents: list[str], facts: list[ColumnFacts], source: str
+) -> dict[int, list[str]]:
+    """The second pass, only when a column looks like dates: the formats every one of its values is in."""
+    checks = format_checks(idents, facts)
+    if not checks:
+        return {}
+    row = _reporting_errors(
+        lambda: _one_row(con, f"SELECT {', '.join(c for _, _, c in checks)} FROM {source}")
+    )
+    found: dict[int, list[str]] = {}
+    for (index, fmt, _), fits in zip(checks, row, strict=True):
+        if fits:
+            found.setdefault(index, []).append(fmt)
+    return found
 
 
 def _header(path: Path) -> list[str]:
