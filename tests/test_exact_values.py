@@ -291,3 +291,23 @@ def test_a_widening_within_one_run_waits_for_the_next_run_and_loses_nothing(
         "stop_id": ["1210", "33", "021210", "44"],
     }
     assert len(sandbox.submissions("TRIPS")) == 2  # the waiting window's job was loaded, not submitted again
+
+
+@pytest.mark.warehouses("duckdb")
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"id,name\r\n1,ok\r\n2,Zo\xeb Secretname\r\n", "line 3: it is not valid UTF-8"),
+        (b"id,n\xebme\r\n1,Secretname\r\n", "line 1: the header row is not CSV in UTF-8"),
+        (b'id,name\r\n1,"Secretname\r\n', "a quoted field is not closed"),
+    ],
+)
+def test_bad_bytes_fail_only_their_window_with_a_reason_and_no_content(
+    sandbox: Sandbox, tmp_path: Path, body: bytes, reason: str
+) -> None:
+    sandbox.inject(Fault("content", report_type="TRIPS", body=body, times=None))
+    h = Harness(sandbox, tmp_path)
+    summary = h.run(report_types=["TRIPS", "TAPS"], **ONE_DAY)
+    assert summary.exit_code == EXIT_WINDOWS_FAILED and summary.rows.get("taps", 0) > 0
+    (error,) = summary.window_errors
+    assert reason in error and "Secretname" not in h.output.getvalue() + "\n".join(summary.lines())

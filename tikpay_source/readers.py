@@ -264,9 +264,11 @@ def _header(path: Path) -> list[str]:
     field too many could silently become the file's shape. The header is one record.
     """
     try:
-        with path.open(encoding="utf-8", newline="") as text:
+        # bad bytes later in the file are DuckDB's to report, with their line: decode them leniently here
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as text:
             header = next(csv.reader(text, strict=True), [])
-    except (csv.Error, UnicodeDecodeError, OSError):
+        "".join(header).encode("utf-8")
+    except (csv.Error, UnicodeError, OSError):
         raise ReportFileError(
             "the report file is malformed: line 1: the header row is not CSV in UTF-8"
         ) from None
