@@ -68,6 +68,7 @@ def test_a_reload_whose_span_differs_replaces_exactly_and_meets_daily_windows(
     first = Harness(sandbox, tmp_path / "first", name="one", warehouse=warehouse)
     first.run(**trips, end_time="2025-03-05")
     assert first.submissions_for("TRIPS") == [("2025-03-01T00:00:00", "2025-03-05T00:00:00")]
+    sandbox.clock.advance(8 * 86_400)  # the first machine's job has expired: nothing to adopt
 
     second = Harness(sandbox, tmp_path / "second", name="two", warehouse=warehouse)
     second.run(**trips, end_time="2025-03-20")  # a probe of seven days replaces the first machine's four

@@ -57,6 +57,10 @@ class ReportFileError(TikpayError):
     """A downloaded report is truncated, corrupt or unreadable."""
 
 
+class LineTooLong(ReportFileError):
+    """A line is longer than the reader's limit: read again with the larger one (settings)."""
+
+
 class ReadInterrupted(TikpayError):
     """A report file failed after some of its rows were handed to dlt: the whole run must not load.
 
@@ -67,3 +71,7 @@ class ReadInterrupted(TikpayError):
 
 class LinkExpired(TikpayError):
     """The signed download link no longer works; the next job list hands out a fresh one."""
+
+
+class WidenNextRun(TikpayError):
+    """A column must widen, but rows of this run already have its narrower type: load the window next run."""

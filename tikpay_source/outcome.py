@@ -134,7 +134,8 @@ class RunSummary:
                 )
             if self.waiting:
                 parts.append(
-                    f"{len(self.waiting)} window(s) not submitted yet (request budget); the next run submits them"
+                    f"{len(self.waiting)} window(s) to submit (past the request budget, or again after a "
+                    "failure); the next run submits them"
                 )
             if self.later:
                 parts.append(

@@ -1,12 +1,14 @@
 """Reading report files into Arrow record batches: streaming, typed, and never row by row.
 
-CSV is read by DuckDB's reader: one pass sniffs column types over the *whole* file (so a
-column is a number only if every row says so, and card numbers with leading zeros stay
-text), one checks every row with those types, and the read hands back Arrow record
-batches of bounded size. A column already loaded keeps its type, and a file whose values
-do not fit it exactly fails instead of being rounded. XML is converted to a temporary CSV file (see
-:mod:`tikpay_source.xml_reports`) and read the same way, so both formats get exactly the
-same typing rules. Memory stays flat as a report grows.
+CSV is read by DuckDB's reader, every value as text, in one pass that decides each
+column's type from the whole file by the lossless rules of
+:mod:`tikpay_source.column_types` (a column is a number only if every value is one and
+reads back the same, so card numbers with leading zeros stay text). The read that
+follows casts to those types and hands back Arrow record batches of bounded size. A
+column already loaded keeps its type, widened if this file needs more. Header names
+become warehouse names that never collide (:mod:`tikpay_source.column_names`). XML is
+converted to a temporary CSV file (see :mod:`tikpay_source.xml_reports`) and read the
+same way, so both formats get exactly the same rules. Memory stays flat as a report grows.
 
 Local date-times in a report become timezone-aware timestamps in the operator's zone.
 A wall-clock time repeated by a daylight-saving change cannot be told apart in the file;
@@ -16,61 +18,70 @@ change skips is read with the offset before it.
 
 from __future__ import annotations
 
+import csv
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tikpay_source.errors import ReportFileError
-from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG
+from tikpay_source.column_names import column_names
+from tikpay_source.column_types import (
+    TEXT_TYPE,
+    ColumnFacts,
+    ColumnType,
+    decide,
+    facts_sql,
+    format_checks,
+    read_facts,
+    widen,
+)
+from tikpay_source.errors import LineTooLong, ReportFileError
+from tikpay_source.file_errors import LINE_TOO_LONG, file_problem
+from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG, READER_MAX_LINE_BYTES
 from tikpay_source.xml_reports import xml_to_csv
 
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
-
+# DuckDB reads ahead in proportion to its line limit, so the larger limit is used only for
+# a file that needs it: memory stays as it was for every other file.
+_LONG_LINES = f", max_line_size = {READER_MAX_LINE_BYTES}"
 
 _Result = TypeVar("_Result")
 
-ColumnTypes = Callable[[str], "str | None"]
-"""The dlt data type a column (by its name in the file) already has in the table, if any."""
+ColumnTypes = Callable[[str], "ColumnType | None"]
+"""The type a column (by its warehouse name) already has in the table, if any."""
 
-# A value fits a number type exactly when the cast keeps it: no rounding, no leading zeros dropped.
-_NO_LEADING_ZERO = "NOT regexp_matches({c}, '^[+-]?0[0-9]')"
-_NUMBER_FITS = {
-    "BIGINT": "TRY_CAST({c} AS DOUBLE) = TRY_CAST({c} AS BIGINT) AND " + _NO_LEADING_ZERO,
-    "DOUBLE": "TRY_CAST({c} AS DOUBLE) IS NOT NULL AND " + _NO_LEADING_ZERO,
-}
 
-# dlt data types as DuckDB reads them: a column keeps the type of its first load
-_DUCKDB_TYPES = {
-    "text": "VARCHAR",
-    "bigint": "BIGINT",
-    "double": "DOUBLE",
-    "decimal": "DOUBLE",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMP",
-    "date": "DATE",
-    "time": "TIME",
-}
+@dataclass(frozen=True)
+class ReportColumn:
+    """One column of a report: its warehouse name, how many values it has, its type before and after."""
+
+    name: str
+    values: int
+    kind: ColumnType | None
+    """The type the column is read as (None: no value, and no type known)."""
+    loaded: ColumnType | None
+    """The type the column had in the table before this file, if any."""
 
 
 class ReportFile:
     """A report checked whole and ready to stream: its row count and columns are known up front.
 
-    Opening does all the work that can fail on the file's content (sniffing the types,
-    converting every value), so a bad file fails before a single row is handed to dlt.
+    Opening does all the work that can fail on the file's content (splitting it into rows,
+    deciding every column's type), so a bad file fails before a single row is handed to dlt.
     Close it when done; it holds a DuckDB connection and, for XML, a converted copy.
     """
 
     def __init__(
         self,
         con: duckdb.DuckDBPyConnection | None,
-        typed: _TypedSource | None,
-        counts: tuple[int, ...],
+        query: str | None,
+        rows: int,
+        columns: list[ReportColumn],
         timezone: str,
         batch_rows: int,
         scratch: tempfile.TemporaryDirectory[str] | None = None,
@@ -78,18 +89,15 @@ class ReportFile:
     ) -> None:
         self._con = con
         self._discard = discard
-        self._typed = typed
         self._timezone = timezone
         self._batch_rows = batch_rows
         self._scratch = scratch
-        self.rows = counts[0] if counts else 0
-        columns = typed.columns if typed else ()
-        self.non_null: dict[str, int] = dict(zip(columns, counts[1:], strict=True))
+        self.rows = rows
+        self.columns = columns
+        self.non_null: dict[str, int] = {column.name: column.values for column in columns}
         self._reader: pa.RecordBatchReader | None = None
-        if con is not None and typed is not None:
-            self._reader = _reporting_errors(
-                lambda: con.sql(f"SELECT * FROM {typed.source}").to_arrow_reader(batch_rows), typed
-            )
+        if con is not None and query is not None:
+            self._reader = _reporting_errors(lambda: con.sql(query).to_arrow_reader(batch_rows))
 
     @property
     def schema(self) -> pa.Schema:
@@ -100,9 +108,9 @@ class ReportFile:
         """The rows as Arrow record batches of at most ``batch_rows`` rows, timestamps in the operator's zone."""
         if self._reader is None:
             return
-        reader, typed = self._reader, self._typed
+        reader = self._reader
         # after the check only the file changing on disk, or the disk itself, can stop the read
-        while (batch := _reporting_errors(lambda: next(reader, None), typed)) is not None:
+        while (batch := _reporting_errors(lambda: next(reader, None))) is not None:
             yield localise_timestamps(batch, self._timezone)
 
     def close(self) -> None:
@@ -138,12 +146,17 @@ def open_report(
             scratch = tempfile.TemporaryDirectory(prefix="tikpay-xml-", dir=path.parent)
             csv_path = Path(scratch.name) / "report.csv"
             if not xml_to_csv(path, csv_path):
-                return ReportFile(None, None, (), timezone, batch_rows, scratch, path if discard else None)
+                return ReportFile(None, None, 0, [], timezone, batch_rows, scratch, path if discard else None)
             read_path = csv_path
         else:
             _check_complete(path)
             read_path = path
-        return _open_csv(read_path, timezone, batch_rows, known_types, scratch, path if discard else None)
+        try:
+            return _open_csv(read_path, timezone, batch_rows, known_types, scratch, path if discard else None)
+        except LineTooLong:  # a legal long field: read again with room for it
+            return _open_csv(
+                read_path, timezone, batch_rows, known_types, scratch, path if discard else None, _LONG_LINES
+            )
     except BaseException:
         if scratch is not None:
             scratch.cleanup()
@@ -188,113 +201,96 @@ def _open_csv(
     known_types: ColumnTypes | None,
     scratch: tempfile.TemporaryDirectory[str] | None,
     discard: Path | None,
+    options: str = "",
 ) -> ReportFile:
-    """Type the columns from the whole file and check every row; the read that follows streams.
+    """Read every value as text once to decide the columns' types; the read that follows streams.
 
-    Sniffing is the expensive part, so it runs once; the check and the read that follow
-    use the sniffed columns with auto-detection off, which also means the read cannot
-    come to a different conclusion than the check did.
+    The deciding pass (see :mod:`tikpay_source.column_types`) also splits the whole file
+    into rows, so a malformed file fails here, before a single row is handed to dlt, and
+    the read that follows casts only values already known to fit.
     """
     con = duckdb.connect(config=READER_DUCKDB_CONFIG)
     try:
-        typed = _typed_source(path, _reporting_errors(lambda: _sniff(con, path), None), known_types)
-        counts = _reporting_errors(lambda: _check(con, typed), typed)
-        return ReportFile(con, typed, counts, timezone, batch_rows, scratch, discard)
+        header = _header(path)
+        names = column_names(header)
+        as_text = _read_csv_call(path, header, options)
+        idents = [_ident(name) for name in header]
+        rows, facts = read_facts(
+            _reporting_errors(lambda: _one_row(con, facts_sql(idents, as_text))), len(idents)
+        )
+        found = decide(facts, _formats_found(con, idents, facts, as_text))
+        loaded = [known_types(name) if known_types else None for name in names]
+        types = [widen(before, now) for before, now in zip(loaded, found, strict=True)]
+        select = ", ".join(
+            f"{(kind or TEXT_TYPE).read_sql(ident)} AS {_ident(name)}"
+            for ident, name, kind in zip(idents, names, types, strict=True)
+        )
+        columns = [
+            ReportColumn(name, fact.values, kind, before)
+            for name, fact, kind, before in zip(names, facts, types, loaded, strict=True)
+        ]
+        query = f"SELECT {select} FROM {as_text}" if header else None
+        return ReportFile(con, query, rows, columns, timezone, batch_rows, scratch, discard)
     except BaseException:
         con.close()
         raise
 
 
-@dataclass(frozen=True)
-class _TypedSource:
-    """A ``read_csv`` call with every column's type spelt out, and the types kept from earlier loads."""
-
-    path: Path
-    columns: tuple[str, ...]
-    source: str
-    kept: tuple[str, ...] = ()
-    exact_checks: tuple[tuple[str, str], ...] = ()
-    """Columns kept as numbers that the file's values might not fit exactly, and that type."""
+def _one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    return con.execute(sql).fetchall()[0]
 
 
-_Sniffed = tuple[list[dict[str, str]], str | None, str | None]
-
-
-def _sniff(con: duckdb.DuckDBPyConnection, path: Path) -> _Sniffed:
-    """Columns with types, and the date and timestamp formats, that DuckDB's sniffer finds in every row."""
-    return con.execute(
-        f"SELECT Columns, DateFormat, TimestampFormat FROM sniff_csv('{_sql_string(path)}', {_CSV_OPTIONS}, sample_size = -1)"
-    ).fetchall()[0]
-
-
-def _typed_source(path: Path, sniffed: _Sniffed, known_types: ColumnTypes | None) -> _TypedSource:
-    """The ``read_csv`` call for what a sniff found, with columns already loaded keeping their type."""
-    columns, date_format, timestamp_format = sniffed
-    kept: list[str] = []
-    exact: list[tuple[str, str]] = []
-    spec: list[str] = []
-    for column in columns:
-        read_as = column["type"]
-        loaded_as = _DUCKDB_TYPES.get(known_types(column["name"]) or "") if known_types else None
-        if loaded_as and loaded_as != read_as:
-            kept.append(f"{column['name']} {loaded_as.lower()}")
-            if loaded_as in _NUMBER_FITS and (loaded_as, read_as) != ("DOUBLE", "BIGINT"):
-                exact.append((column["name"], loaded_as))
-            read_as = loaded_as
-        spec.append(f"'{_sql_string(column['name'])}': '{read_as}'")
-    return _TypedSource(
-        path,
-        tuple(column["name"] for column in columns),
-        _read_csv_call(path, spec, date_format, timestamp_format),
-        tuple(kept),
-        tuple(exact),
+def _formats_found(
+    con: duckdb.DuckDBPyConnection, idents: list[str], facts: list[ColumnFacts], source: str
+) -> dict[int, list[str]]:
+    """The second pass, only when a column looks like dates: the formats every one of its values is in."""
+    checks = format_checks(idents, facts)
+    if not checks:
+        return {}
+    row = _reporting_errors(
+        lambda: _one_row(con, f"SELECT {', '.join(c for _, _, c in checks)} FROM {source}")
     )
+    found: dict[int, list[str]] = {}
+    for (index, fmt, _), fits in zip(checks, row, strict=True):
+        if fits:
+            found.setdefault(index, []).append(fmt)
+    return found
 
 
-def _read_csv_call(path: Path, spec: list[str], date_format: str | None, timestamp_format: str | None) -> str:
-    options = [_CSV_OPTIONS, "auto_detect = false", f"columns = {{{', '.join(spec)}}}"]
-    if date_format:
-        options.append(f"dateformat = '{_sql_string(date_format)}'")
-    if timestamp_format:
-        options.append(f"timestampformat = '{_sql_string(timestamp_format)}'")
-    return f"read_csv('{_sql_string(path)}', {', '.join(options)})"
+def _header(path: Path) -> list[str]:
+    """The header row's names, made unique; read by the CSV rules, not guessed from a sample of rows.
 
-
-def _check(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> tuple[int, ...]:
-    """Convert every value of every row with these types; return the row count and each column's values.
-
-    A value that does not fit raises.
-
-    ``count(*)`` alone would only split the file into rows; counting each column makes
-    DuckDB convert every value. A cast to a number can succeed and still change the
-    value ("1.5" read as a bigint is 2, "0042" is 42), so columns kept as numbers against
-    the sniff's verdict are first compared with their text, which also names the value.
+    DuckDB's sniffer would take the column count from the rows it samples, so a row with a
+    field too many could silently become the file's shape. The header is one record.
     """
-    if typed.exact_checks:
-        _check_exact_fit(con, typed)
-    counts = ", ".join(["count(*)", *(f"count({_ident(name)})" for name in typed.columns)])
-    return tuple(con.execute(f"SELECT {counts} FROM {typed.source}").fetchall()[0])
+    try:
+        # bad bytes later in the file are DuckDB's to report, with their line: decode them leniently here
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as text:
+            header = next(csv.reader(text, strict=True), [])
+        "".join(header).encode("utf-8")
+    except (csv.Error, UnicodeError, OSError):
+        raise ReportFileError(
+            "the report file is malformed: line 1: the header row is not CSV in UTF-8"
+        ) from None
+    unique: list[str] = []
+    for name in header:
+        candidate, n = name, 1
+        while candidate in unique:
+            n += 1
+            candidate = f"{name}_{n}"
+        unique.append(candidate)
+    return unique
 
 
-def _check_exact_fit(con: duckdb.DuckDBPyConnection, typed: _TypedSource) -> None:
-    as_text = _read_csv_call(
-        typed.path, [f"'{_sql_string(name)}': 'VARCHAR'" for name in typed.columns], None, None
+def _read_csv_call(path: Path, header: list[str], options: str) -> str:
+    """Every column as text, with nothing left to detect: the file is split by the CSV rules alone."""
+    spec = ", ".join(f"'{_sql_string(name)}': 'VARCHAR'" for name in header)
+    return (
+        f"read_csv('{_sql_string(path)}', {_CSV_OPTIONS}{options}, auto_detect = false, columns = {{{spec}}})"
     )
-    firsts = ", ".join(
-        f"first({_ident(name)}) FILTER (WHERE {_ident(name)} IS NOT NULL"
-        f" AND NOT coalesce({_NUMBER_FITS[loaded_as].format(c=_ident(name))}, false))"
-        for name, loaded_as in typed.exact_checks
-    )
-    (misfits,) = con.execute(f"SELECT {firsts} FROM {as_text}").fetchall()
-    for (name, loaded_as), value in zip(typed.exact_checks, misfits, strict=True):
-        if value is not None:
-            raise ReportFileError(
-                f"the report file does not fit the types its columns were first loaded with: "
-                f"{name} is {loaded_as.lower()} but the file has {str(value)[:40]!r}"
-            )
 
 
-def _reporting_errors(step: Callable[[], _Result], typed: _TypedSource | None) -> _Result:
+def _reporting_errors(step: Callable[[], _Result]) -> _Result:
     """Run a step of reading the file; DuckDB's error becomes one line saying what is wrong.
 
     An Arrow stream hands DuckDB's errors on as ``OSError``, as it does a failing disk.
@@ -302,16 +298,8 @@ def _reporting_errors(step: Callable[[], _Result], typed: _TypedSource | None) -
     try:
         return step()
     except (duckdb.Error, OSError) as exc:
-        raise _file_error(exc, typed) from None
-
-
-def _file_error(exc: Exception, typed: _TypedSource | None) -> ReportFileError:
-    if isinstance(exc, duckdb.OutOfMemoryException):  # not the file's fault: say so
-        return ReportFileError(f"reading the report file ran out of memory: {_first_line(exc)}")
-    problem = "is malformed"
-    if typed and typed.kept:
-        problem += f" or does not fit the types its columns were first loaded with ({', '.join(typed.kept)})"
-    return ReportFileError(f"the report file {problem}: {_first_line(exc)}")
+        problem = file_problem(exc)
+        raise (LineTooLong if LINE_TOO_LONG in problem else ReportFileError)(problem) from None
 
 
 def _ident(name: str) -> str:
@@ -320,13 +308,6 @@ def _ident(name: str) -> str:
 
 def _sql_string(text: object) -> str:
     return str(text).replace("'", "''")
-
-
-def _first_line(exc: Exception) -> str:
-    """DuckDB's reason, without the row it quotes: a whole row of customer data has no place in a log."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Original Line")]
-    return " ".join(lines[:2])[:300] if lines else type(exc).__name__
 
 
 def localise_timestamps(batch: pa.RecordBatch, timezone: str) -> pa.RecordBatch:

@@ -31,34 +31,29 @@ from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, jo
 from tikpay_source.budget import RequestBudget, RunPlan, plan_run
 from tikpay_source.client import TikpayClient
 from tikpay_source.config import TikpayConfig
-from tikpay_source.download import download_report
 from tikpay_source.errors import (
     ApiError,
     BudgetSpent,
     ConfigError,
-    LinkExpired,
     QuotaExhausted,
     ReadInterrupted,
-    ReportFileError,
     RequestNotSent,
     SubmissionUncertain,
     TikpayError,
 )
+from tikpay_source.fetching import LATER, LINK_REFUSED, WAIT_FOR_LINK, Problem, ReportFetcher
 from tikpay_source.handover import FileHandover
 from tikpay_source.outcome import RunOutcome
 from tikpay_source.polls import PollSchedule
-from tikpay_source.progress import transfer_reporter
 from tikpay_source.quota import RequestLedger, open_ledger
-from tikpay_source.readers import ReportFile, open_report
 from tikpay_source.settings import (
     LOGGER_NAME,
-    MAX_DOWNLOAD_ATTEMPTS,
     MAX_UNUSABLE_ANSWERS,
     PROBE_SPAN_DAYS,
     REPORT_TABLES,
 )
 from tikpay_source.state import OWED, SUBMITTED, Entry, RunState
-from tikpay_source.tables import LOADED_STATUS, ColumnTypeMemory, job_row
+from tikpay_source.tables import LOADED_STATUS, job_row
 from tikpay_source.windows import format_local
 
 log = logging.getLogger(LOGGER_NAME)
@@ -86,13 +81,12 @@ class ReportJobRunner:
         self.budget: RequestBudget | None = None
         # windows set aside for the rest of this run (their file or the API's answer failed)
         self._set_aside: set[str] = set()
-        self._expired_links: set[str] = set()
         self._unusable: dict[str, int] = {}
         self._refused: dict[str, str] = {}
-        self._column_types = ColumnTypeMemory()
         self._timed: set[str] = set()
         self._asked_timezone = False
         self._polls = PollSchedule(config.poll_interval, 0.0)
+        self._fetcher: ReportFetcher | None = None  # made with the run's scratch directory
 
     def run(self) -> Iterator[dict[str, Any] | None]:
         """Yield every item of this run, then record the run's outcome in the state."""
@@ -112,7 +106,8 @@ class ReportJobRunner:
                 max_retry_wait=self.config.max_retry_wait,
             )
             with tempfile.TemporaryDirectory(prefix="tikpay-") as scratch:
-                yield from self._steps(plan, client, Path(scratch))
+                self._fetcher = ReportFetcher(self.config.timezone.key, Path(scratch))
+                yield from self._steps(plan, client)
         except ReadInterrupted:
             raise  # the extract must fail, or the rows already handed to dlt would load
         except BudgetSpent as exc:
@@ -152,16 +147,16 @@ class ReportJobRunner:
             )
         return plan
 
-    def _steps(self, plan: RunPlan, client: TikpayClient, scratch: Path) -> Iterator[dict[str, Any] | None]:
+    def _steps(self, plan: RunPlan, client: TikpayClient) -> Iterator[dict[str, Any] | None]:
         """Steps 2 to 5: list first if the plan says so, then submit and collect until done or out of time."""
         assert self.budget is not None
         for note in plan.notes:
             log.info("%s", note)
         self._polls = PollSchedule(self.config.poll_interval, time.monotonic() + self.config.max_wait)
         if plan.lists_first:
-            yield from self._collect(client, scratch)
+            yield from self._collect(client)
         while True:
-            yield from self._submit_owed(client, scratch)
+            yield from self._submit_owed(client)
             if not self._waiting_for() or not self.budget.may_list():
                 return
             now = time.monotonic()
@@ -170,9 +165,9 @@ class ReportJobRunner:
             if now >= self._polls.deadline:
                 return
             time.sleep(max(0.0, poll_at - now))
-            yield from self._collect(client, scratch)
+            yield from self._collect(client)
 
-    def _submit_owed(self, client: TikpayClient, scratch: Path) -> Iterator[dict[str, Any] | None]:
+    def _submit_owed(self, client: TikpayClient) -> Iterator[dict[str, Any] | None]:
         """Submit owed spans, oldest first, as far as the budget allows.
 
         While the operator's timezone is unknown (a new account lists no jobs), one span goes
@@ -182,13 +177,15 @@ class ReportJobRunner:
         for entry in self.state.owed(self.report_types):
             if entry.status != OWED:  # adopted by a list call made during this loop
                 continue
+            if entry.window.key in self._set_aside:  # its file was bad this run: a new job waits for the next
+                continue
             if self.outcome.submitted and self.state.api_timezone is None and not self._asked_timezone:
                 if not self.budget.plan.may_confirm_timezone(self.budget.spent):
                     log.info("request budget reached before the timezone was confirmed; the rest waits")
                     return
                 log.info("confirming the operator's timezone from the job list before submitting more")
                 self._asked_timezone = True
-                yield from self._collect(client, scratch)
+                yield from self._collect(client)
                 if self.state.api_timezone is None:
                     log.warning(
                         "the job list reports no timezone; going on with %s", self.config.timezone.key
@@ -219,7 +216,7 @@ class ReportJobRunner:
             log.info("submitted %s as job %s", window.describe(), job_id)
             yield job_row(entry, self.config.timezone, load_status="submitted")
 
-    def _collect(self, client: TikpayClient, scratch: Path) -> Iterator[dict[str, Any] | None]:
+    def _collect(self, client: TikpayClient) -> Iterator[dict[str, Any] | None]:
         """One list call: adopt jobs for owed windows, learn every job's status, load finished ones."""
         jobs = client.list_jobs()
         self._polls.polled(time.monotonic())
@@ -232,7 +229,7 @@ class ReportJobRunner:
         for entry in self._waiting_for():
             job = by_id.get(entry.job_id or "")
             if job is not None:
-                yield from self._settle(entry, job, scratch)
+                yield from self._settle(entry, job)
         pending = len(self._waiting_for())
         if pending:
             log.info("%d job(s) still in progress", pending)
@@ -251,12 +248,12 @@ class ReportJobRunner:
         """Jobs in flight that this run can still finish (not those it has set aside)."""
         return [e for e in self.state.in_flight(self.report_types) if e.window.key not in self._set_aside]
 
-    def _settle(self, entry: Entry, job: ApiJob, scratch: Path) -> Iterator[dict[str, Any] | None]:
+    def _settle(self, entry: Entry, job: ApiJob) -> Iterator[dict[str, Any] | None]:
         """Act on one job's status as the list reports it."""
         zone = self.config.timezone
         if job.status == COMPLETE and job.download_url:
             self.state.complete(entry)
-            yield from self._load(entry, job, scratch)
+            yield from self._load(entry, job)
         elif job.status == NO_DATA:
             self.state.loaded(entry)
             self.state.observe_empty(entry.window, PROBE_SPAN_DAYS, self.config.max_window.days)
@@ -291,25 +288,22 @@ class ReportJobRunner:
                 seen,
             )
 
-    def _next_step(self, entry: Entry) -> str:
+    def _next_step(self, entry: Entry, when: str = "") -> str:
         if entry.status == SUBMITTED:
             return "waiting"
-        return "it will be submitted again" if entry.status == OWED else "giving up after repeated failures"
+        again = f"it will be submitted again{' by the ' + when if when else ''}"
+        return again if entry.status == OWED else "giving up after repeated failures"
 
-    def _load(self, entry: Entry, job: ApiJob, scratch: Path) -> Iterator[dict[str, Any] | None]:
-        """Download and check the job's file, mark the window loaded and hand the file to its table."""
-        report, size, problem = self._fetch(entry, job, scratch)
-        if report is None:
-            if problem:  # a link refused for the first time waits for the next list instead
-                self.state.not_loaded(entry, f"job {job.job_id}: {problem}")
-                self._set_aside.add(entry.window.key)
-                message = f"{entry.window.describe()}: {entry.error}; the next run tries again"
-                self.outcome.window_errors.append(message)
-                log.info("%s", message)
-                yield job_row(entry, self.config.timezone, load_status="error", job=job)
+    def _load(self, entry: Entry, job: ApiJob) -> Iterator[dict[str, Any] | None]:
+        """Fetch the job's file, mark the window loaded and hand the file to its table's resource."""
+        assert self._fetcher is not None
+        fetched = self._fetcher.fetch(entry.window, job)
+        if isinstance(fetched, Problem):
+            yield from self._not_loaded(entry, job, fetched)
             return
+        report = fetched.report
         self.state.loaded(entry)
-        self.state.observe_file(entry.window, size)
+        self.state.observe_file(entry.window, fetched.size)
         table = REPORT_TABLES[entry.window.report_type]
         self.outcome.rows[table] = self.outcome.rows.get(table, 0) + report.rows
         self.outcome.windows_loaded += 1
@@ -321,39 +315,29 @@ class ReportJobRunner:
             load_status=LOADED_STATUS,
             job=job,
             rows_loaded=report.rows,
-            file_size=size,
+            file_size=fetched.size,
         )
         yield from self.handover.wait()
+        self._fetcher.loaded(entry.window.report_type, report)
 
-    def _fetch(self, entry: Entry, job: ApiJob, scratch: Path) -> tuple[ReportFile | None, int, str]:
-        """The job's file, checked whole, and its size; or None and why (downloads cost no quota)."""
-        assert job.download_url is not None
-        problem = ""
-        for _attempt in range(MAX_DOWNLOAD_ATTEMPTS):
-            report_bytes = transfer_reporter(f"downloading {entry.window.describe()}")
-            try:
-                path = download_report(job.download_url, scratch, suffix=job.file_type, progress=report_bytes)
-            except LinkExpired as exc:
-                if entry.window.key not in self._expired_links:
-                    self._expired_links.add(entry.window.key)
-                    log.info("%s: %s; the next job list signs a fresh one", entry.window.describe(), exc)
-                    return None, 0, ""
-                return None, 0, str(exc)
-            except ReportFileError as exc:
-                problem = str(exc)
-                continue
-            size = path.stat().st_size
-            known_types = self._column_types.lookup(entry.window.report_type)
-            try:
-                report = open_report(
-                    path, job.file_type, self.config.timezone.key, known_types=known_types, discard=True
-                )
-            except ReportFileError as exc:
-                problem = str(exc)
-                continue
-            self._column_types.remember(entry.window.report_type, report)
-            return report, size, ""
-        return None, 0, problem
+    def _not_loaded(self, entry: Entry, job: ApiJob, problem: Problem) -> Iterator[dict[str, Any]]:
+        """A file that could not be fetched: wait for a fresh link, or set the window aside and say why."""
+        if problem.kind == WAIT_FOR_LINK:
+            return
+        self._set_aside.add(entry.window.key)
+        if problem.kind == LATER:
+            return
+        reason = f"job {job.job_id}: {problem.reason}"
+        if problem.kind == LINK_REFUSED:  # not the file's fault: the same job, next run
+            self.state.not_loaded(entry, reason)
+            next_step, status = "the next run tries again", "error"
+        else:  # the file stayed bad: a new job, next run, like a FAILED one
+            self.state.file_refused(entry, reason)
+            next_step, status = self._next_step(entry, "next run"), "failed"
+        message = f"{entry.window.describe()}: {entry.error}; {next_step}"
+        self.outcome.window_errors.append(message)
+        log.info("%s", message)
+        yield job_row(entry, self.config.timezone, load_status=status, job=job)
 
     def _check_timezone(self, jobs: list[ApiJob] = ()) -> None:
         """Windows planned in the wrong zone would shift every row: stop before submitting any.

@@ -59,6 +59,31 @@ BATCH_ROWS = 100_000
 # 128 MB keeps the whole-file type sniffing and the read at the same ceiling for 1 and 5
 # million rows.
 READER_DUCKDB_CONFIG = {"threads": 2, "memory_limit": "128MB"}
+# DuckDB refuses a CSV line longer than its 2,000,000-byte default; a legal export may hold
+# a field of several megabytes. A file that hits the default is read again with this limit
+# (only then: DuckDB reads ahead in proportion to it); a longer line fails
+# its window with "line too long".
+READER_MAX_LINE_BYTES = 8 * 1024 * 1024
+
+# The typing rules (see tikpay_source/column_types.py and the README's typing table).
+# Integers of up to this many digits are BIGINT; longer ones are DECIMAL(p, 0).
+BIGINT_MAX_DIGITS = 18
+# A decimal column gets the first of these precisions its values fit (DuckDB's 8- and
+# 16-byte decimals), so a column rarely has to widen; more digits than the last is text.
+DECIMAL_PRECISIONS: tuple[int, ...] = (18, 38)
+# The formats a date or timestamp column may have, one per column; each must give back the
+# file's text exactly. Timestamps keep at most microseconds (what dlt's warehouses hold).
+DATE_FORMATS: tuple[str, ...] = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y")
+TIMESTAMP_FORMATS: tuple[str, ...] = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S.%g",
+    "%Y-%m-%d %H:%M:%S.%g",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y-%m-%d %H:%M:%S.%f",
+)
+# The custom dlt column hint that keeps a column's text format (date, timestamp, boolean case).
+FORMAT_HINT = "x-tikpay-format"
 
 # Progress and notices go to this logger (and its children); the script renders them.
 LOGGER_NAME = "tikpay"

@@ -23,7 +23,7 @@ A window's life, each arrow one method of :class:`RunState`::
 
     owed --submitted--> submitted --complete--> complete --loaded--> loaded
       |  --submission_unclear--> uncertain --adopted/failed--^
-      ^-------- failed (FAILED, expired, refused) while attempts remain; then gave_up
+      ^-------- failed (FAILED, expired, refused, file_refused) while attempts remain; then gave_up
 
 Nothing here makes a request; the runner does, and tells this module what it learnt.
 """
@@ -61,15 +61,18 @@ class Entry:
     file_type: str = "csv"
     attempts: int = 0
     error: str | None = None
+    refused_job: str | None = None
+    """A job whose file stayed unreadable: never adopted again for this window."""
 
     def to_state(self) -> dict[str, Any]:
-        return {
+        kept = {
             "status": self.status,
             "job_id": self.job_id,
             "file_type": self.file_type,
             "attempts": self.attempts,
             "error": self.error,
         }
+        return kept | ({"refused_job": self.refused_job} if self.refused_job else {})
 
 
 def window_from_key(key: str) -> Window:
@@ -268,6 +271,16 @@ class RunState:
         entry.error, entry.job_id = reason, None
         entry.status = OWED if entry.attempts < MAX_SUBMIT_ATTEMPTS else GAVE_UP
 
+    def file_refused(self, entry: Entry, reason: str) -> None:
+        """The job's file stayed unreadable after every download: submit the window again, or give up.
+
+        A new job may well render a good file; the attempt counts as a failed one, so a
+        file that is always bad ends like a job that always FAILS (given up, reported).
+        The refused job stays live in the API's list; it is never adopted again.
+        """
+        entry.refused_job = entry.job_id
+        self.failed(entry, reason)
+
     def not_loaded(self, entry: Entry, reason: str) -> None:
         """The job's file, or the API's answer about it, could not be used: tried again next run."""
         entry.error = reason
@@ -306,10 +319,11 @@ class RunState:
         by_id: dict[str, ApiJob] = {}
         live_by_window: dict[tuple[str, str], ApiJob] = {}
         live_by_start: dict[tuple[str, datetime, str], list[tuple[Window, ApiJob]]] = {}
+        refused = {e.refused_job for e in self.entries.values() if e.refused_job}
         for job in jobs:
             by_id[job.job_id] = job
             window = job_window(job)
-            if window is None or job.status == FAILED:
+            if window is None or job.status == FAILED or job.job_id in refused:
                 continue
             slot = (window.key, job.file_type)
             current = live_by_window.get(slot)

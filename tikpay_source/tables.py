@@ -9,17 +9,15 @@ of its own (see :mod:`tikpay_source`), so these hints are the resources' own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import dlt
 import pyarrow as pa
 
 from tikpay_source.api import IN_PROGRESS, ApiJob
 from tikpay_source.errors import ConfigError
-from tikpay_source.readers import ReportFile
 from tikpay_source.settings import (
     JOB_ID_COLUMN,
     REPORT_TABLES,
@@ -130,53 +128,3 @@ def tag_batch(batch: pa.RecordBatch, window: Window, job_id: str) -> pa.RecordBa
         scalar = pa.scalar(value, _TAG_TYPES[name])
         tagged = tagged.append_column(pa.field(name, scalar.type, nullable=False), pa.repeat(scalar, rows))
     return tagged
-
-
-def _dlt_type(arrow_type: pa.DataType) -> str | None:
-    """The dlt data type an Arrow column loads as (None for a column with no values at all)."""
-    checks = (
-        (pa.types.is_integer, "bigint"),
-        (pa.types.is_floating, "double"),
-        (pa.types.is_boolean, "bool"),
-        (pa.types.is_timestamp, "timestamp"),
-        (pa.types.is_date, "date"),
-        (pa.types.is_time, "time"),
-        (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "text"),
-    )
-    return next((name for check, name in checks if check(arrow_type)), None)
-
-
-class ColumnTypeMemory:
-    """The type each report column was first loaded with, so every later file is read the same way.
-
-    Types are sniffed per file; without this, a window whose ``route_id`` values all look
-    numeric would load as numbers into a text column (or the reverse), and the load
-    would fail or round silently. Earlier loads are known from the schema dlt keeps;
-    this run's batches are remembered as they are yielded.
-    """
-
-    def __init__(self) -> None:
-        self._this_run: dict[str, dict[str, str]] = {}
-
-    def lookup(self, report_type: str) -> Callable[[str], str | None]:
-        """A function from a file's column name to the type its table already has, if any."""
-        table = REPORT_TABLES[report_type]
-        schema = dlt.current.source_schema()
-        stored = schema.tables.get(table, {}).get("columns", {})
-        this_run = self._this_run.get(table, {})
-        normalise = schema.naming.normalize_identifier
-
-        def loaded_type(name: str) -> str | None:
-            column = normalise(name)
-            return this_run.get(column) or stored.get(column, {}).get("data_type")
-
-        return loaded_type
-
-    def remember(self, report_type: str, report: ReportFile) -> None:
-        """Note the types of a report about to be loaded (the first one for each column wins)."""
-        seen = self._this_run.setdefault(REPORT_TABLES[report_type], {})
-        normalise = dlt.current.source_schema().naming.normalize_identifier
-        for field in report.schema:
-            loaded_as = _dlt_type(field.type)
-            if loaded_as and report.non_null.get(field.name):  # an empty column says nothing of its type
-                seen.setdefault(normalise(field.name), loaded_as)

@@ -104,10 +104,12 @@ class _Layout:
         self.fields = [*attributes, *children]
         parts = [_WS + rb"<" + record]
         for name in attributes:
-            parts.append(rb"[ \t\n]+" + name.encode() + rb'[ \t\n]*=[ \t\n]*""(' + _ATTR_VALUE + rb')""')
+            parts.append(
+                rb"[ \t\n]+" + re.escape(name.encode()) + rb'[ \t\n]*=[ \t\n]*""(' + _ATTR_VALUE + rb')""'
+            )
         parts.append(_WS + rb">" + _WS)
         for name in children:
-            tag = name.encode()
+            tag = re.escape(name.encode())  # a "." in a name is a dot, not any character
             parts.append(rb"<" + tag + rb"(?:>(" + _TEXT + rb")</" + tag + rb"[ \t\n]*|[ \t\n]*/)>" + _WS)
         parts.append(rb"</" + record + rb"[ \t\n]*>")
         self.pattern = re.compile(b"".join(parts))
@@ -328,17 +330,25 @@ def _parse_xml_to_csv(xml_path: Path, csv_path: Path) -> int:
 
 
 def _flat_record(element: Element, number: int) -> dict[str, str]:
-    """A record's attributes and child elements as one row; a shape that would lose a value is refused."""
+    """A record's attributes and child elements as one row; a shape that would lose a value is refused.
+
+    An attribute of a field (``<fare_amount currency="AUD">``) is a column of its own,
+    ``fare_amount_currency``; text directly inside the record, between its fields, has no
+    column to go to, so the file is refused naming the record's element.
+    """
     record = dict(element.attrib)
+    problem = ""
+    if (element.text or "").strip() or any((child.tail or "").strip() for child in element):
+        problem = f"its element <{_local_name(element.tag)}> holds text outside its fields"
     for child in element:
         name = _local_name(child.tag)
+        values = {name: child.text or "", **{f"{name}_{_local_name(a)}": v for a, v in child.attrib.items()}}
         if len(child):
-            problem = f"its field {name!r} has elements inside it"
-        elif name in record:
-            problem = f"its field {name!r} appears more than once"
-        else:
-            record[name] = child.text or ""
-            continue
+            problem = problem or f"its field {name!r} has elements inside it"
+        elif any(key in record for key in values):
+            problem = problem or f"its field {name!r} appears more than once"
+        record.update(values)
+    if problem:
         raise ReportFileError(f"the XML report's record {number} cannot be read as one row: {problem}")
     return record
 

@@ -53,6 +53,10 @@ class DownloadService:
         job = self._jobs.get(match["job_id"]) if match else None
         if job is None or job.status != "COMPLETE" or match["ext"] != job.file_type:
             return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        content = self._faults.take("content", "download", job.report_type)
+        if content is not None:  # a test's own file body, served as the job's file
+            headers = {"Content-Type": CONTENT_TYPES[job.file_type], "Content-Length": str(len(content.body))}
+            return Response(200, headers, content.body if method == "GET" else b"")
         variant = GOOD
         if self._faults.take("truncate", "download") is not None:
             variant = TRUNCATED

@@ -20,6 +20,7 @@ _KIND_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "drop": ("download",),
     "truncate": ("download",),
     "malformed_row": ("download",),
+    "content": ("download",),
     "quota_exhausted": API_ENDPOINTS,
     "job_failed": (),
     "no_data": (),
@@ -47,7 +48,9 @@ class Fault:
     ``Retry-After`` when ``retry_after`` is set), ``retry_after`` for
     "quota_exhausted", ``delay`` (seconds) for "slow", ``after_bytes`` for "drop",
     ``report_type`` for the job kinds (None = any report type), ``job_status`` for
-    "odd_status" (the status the job is listed with, one the public reference does not name).
+    "odd_status" (the status the job is listed with, one the public reference does not name),
+    ``body`` for "content": what the download serves instead of the job's file (for jobs
+    of ``report_type`` only, if given), a test's own file byte for byte.
     """
 
     kind: str
@@ -59,6 +62,7 @@ class Fault:
     retry_after: float | None = None
     report_type: str | None = None
     job_status: str = "ARCHIVED"
+    body: bytes = b""
 
     def __post_init__(self) -> None:
         """Fail at ``inject`` time, where the mistake is, not deep in a request."""
@@ -76,7 +80,7 @@ class Fault:
 
     def targets(self, endpoint: str | None, report_type: str | None = None) -> bool:
         """Whether this fault applies to a request at ``endpoint`` (or a job of ``report_type``)."""
-        if self.kind in JOB_KINDS:
+        if self.kind in JOB_KINDS or (self.kind == "content" and report_type is not None):
             return self.report_type is None or self.report_type == report_type
         if self.endpoint is not None:
             return self.endpoint == endpoint

@@ -1,0 +1,269 @@
+"""The typing rules: which warehouse type a report column gets from its text, and how types widen.
+
+A column gets a type other than text only when every value in it maps to that type and
+back to the very same text (see the README's typing table). The decision is one
+vectorised DuckDB aggregate over the whole file read as text: per column, whether every
+value matches each candidate (plain integer, decimal of one scale, boolean of one case,
+one date or timestamp format that round-trips). Nothing here looks at a value in Python.
+
+A column keeps its type across files and *widens* when a later file does not fit it:
+integers and decimals of one scale widen to more digits, anything else widens to text.
+Each widening keeps every loaded value's text exactly (see :mod:`tikpay_source.widening`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tikpay_source.settings import (
+    BIGINT_MAX_DIGITS,
+    DATE_FORMATS,
+    DECIMAL_PRECISIONS,
+    FORMAT_HINT,
+    TIMESTAMP_FORMATS,
+)
+
+TEXT = "text"
+BIGINT = "bigint"
+DECIMAL = "decimal"
+BOOL = "bool"
+DATE = "date"
+TIMESTAMP = "timestamp"
+LEGACY_DOUBLE = "double"  # only columns loaded by earlier versions; never chosen for a file
+
+# How booleans are written in a column: the one case style of all its values, kept so
+# that a boolean column widened to text gives back exactly the file's words.
+BOOL_STYLES: dict[str, tuple[str, str]] = {
+    "lower": ("true", "false"),
+    "upper": ("TRUE", "FALSE"),
+    "title": ("True", "False"),
+}
+
+_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?"  # plain digits, a sign only in front, no leading zero
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """A column's warehouse type, with what it takes to give back each value's exact text.
+
+    ``precision``/``scale`` for decimals; ``fmt`` is the strftime format of a date or
+    timestamp column, or the case style of a boolean one.
+    """
+
+    kind: str
+    precision: int | None = None
+    scale: int | None = None
+    fmt: str | None = None
+
+    def read_sql(self, column: str) -> str:
+        """The DuckDB expression turning the file's text ``column`` into this type."""
+        if self.kind == BIGINT:
+            return f"CAST({column} AS BIGINT)"
+        if self.kind in (DECIMAL, LEGACY_DOUBLE):
+            target = f"DECIMAL({self.precision}, {self.scale})" if self.kind == DECIMAL else "DOUBLE"
+            return f"CAST({column} AS {target})"
+        if self.kind == BOOL:
+            return f"CAST({column} AS BOOLEAN)"
+        if self.kind == DATE:
+            return f"CAST(strptime({column}, '{self.fmt}') AS DATE)"
+        if self.kind == TIMESTAMP:
+            return f"strptime({column}, '{self.fmt}')"
+        return column
+
+    def hints(self) -> dict[str, Any]:
+        """The dlt column schema entries of this type (the format as a custom ``x-`` hint)."""
+        hints: dict[str, Any] = {"data_type": self.kind}
+        if self.kind == DECIMAL:
+            hints |= {"precision": self.precision, "scale": self.scale}
+        if self.fmt:
+            hints[FORMAT_HINT] = self.fmt
+        return hints
+
+    def describe(self) -> str:
+        if self.kind == DECIMAL:
+            return f"decimal({self.precision},{self.scale})"
+        return self.kind
+
+
+TEXT_TYPE = ColumnType(TEXT)
+
+
+def from_schema(column: dict[str, Any]) -> ColumnType | None:
+    """The type of a column as dlt's schema records it (defaults for columns of earlier versions)."""
+    kind = column.get("data_type")
+    if kind is None:
+        return None
+    fmt = column.get(FORMAT_HINT)
+    if kind == DECIMAL:
+        return ColumnType(DECIMAL, column.get("precision") or 38, column.get("scale") or 0)
+    if kind == BOOL:
+        return ColumnType(BOOL, fmt=fmt or "lower")
+    if kind == DATE:
+        return ColumnType(DATE, fmt=fmt or DATE_FORMATS[0])
+    if kind == TIMESTAMP:
+        return ColumnType(TIMESTAMP, fmt=fmt or TIMESTAMP_FORMATS[0])
+    if kind in (BIGINT, TEXT, LEGACY_DOUBLE):
+        return ColumnType(kind)
+    return TEXT_TYPE
+
+
+def widen(loaded: ColumnType | None, found: ColumnType | None) -> ColumnType | None:
+    """The narrowest type holding every value of both: the column's type after this file.
+
+    Integers and decimals of the same scale widen to the precision both need; every
+    other difference (another scale, format or kind) widens to text, the one type that
+    keeps every value's text. A bigint counts as a decimal of scale 0.
+    """
+    if loaded is None or found is None or loaded == found:
+        return loaded or found
+    numbers = (BIGINT, DECIMAL)
+    if loaded.kind in numbers and found.kind in numbers and (loaded.scale or 0) == (found.scale or 0):
+        return _decimal(max(_digits(loaded), _digits(found)), loaded.scale or 0)
+    return TEXT_TYPE
+
+
+def _digits(number: ColumnType) -> int:
+    return BIGINT_MAX_DIGITS if number.kind == BIGINT else number.precision or 0
+
+
+def _decimal(digits: int, scale: int) -> ColumnType:
+    """A decimal with room for ``digits`` digits, in the smallest of the precision steps (else text)."""
+    if scale == 0 and digits <= BIGINT_MAX_DIGITS:
+        return ColumnType(BIGINT)
+    precision = next((p for p in DECIMAL_PRECISIONS if digits <= p), None)
+    return ColumnType(DECIMAL, precision, scale) if precision else TEXT_TYPE
+
+
+# --- deciding a column's type from the file ------------------------------------------------
+#
+# Two cheap passes: the first computes, per column, string facts any value can be judged
+# by (number patterns, boolean words, the least and greatest value); the second, only for
+# columns whose least and greatest values are shaped like a date or timestamp format,
+# checks that every value has that shape and is a real date or time in that format. With every
+# field's width fixed by the shape, a value that parses is given back unchanged by the
+# format, so no round trip through text is needed.
+
+_DIGITS = "0123456789"
+_FORMAT_WIDTHS = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2, "%g": 3, "%f": 6}
+
+
+@dataclass(frozen=True)
+class ColumnFacts:
+    """What the first pass learnt of one column."""
+
+    values: int
+    int_digits: int | None
+    max_scale: int | None
+    min_scale: int | None
+    integer: bool | None
+    decimal: bool | None
+    styles: tuple[bool | None, ...]
+    shapes: tuple[str | None, str | None]
+    """The least and the greatest value."""
+
+    def formats(self) -> list[str]:
+        """The date and timestamp formats the column's least and greatest values are shaped like.
+
+        Only a hint of which formats to check: the second pass checks every value.
+        """
+        low, high = (value.translate(_AS_NINES) if value is not None else None for value in self.shapes)
+        if low is None or low != high:
+            return []
+        return [fmt for fmt in (*DATE_FORMATS, *TIMESTAMP_FORMATS) if _pattern(fmt, "9") == low]
+
+
+_AS_NINES = str.maketrans(_DIGITS, "9" * len(_DIGITS))
+
+
+def _pattern(fmt: str, digit: str = "[0-9]") -> str:
+    """``fmt`` as a regular expression of fixed-width digit fields (or, with ``digit="9"``, its shape)."""
+    out, i = [], 0
+    while i < len(fmt):
+        code = fmt[i : i + 2]
+        if code in _FORMAT_WIDTHS:
+            out.append(digit * _FORMAT_WIDTHS[code] if digit == "9" else f"{digit}{{{_FORMAT_WIDTHS[code]}}}")
+            i += 2
+        else:
+            out.append("[.]" if fmt[i] == "." and digit != "9" else fmt[i])
+            i += 1
+    return "".join(out)
+
+
+def _aggregates(c: str) -> list[str]:
+    """Per column: values, longest value, the decimal point's first and last position, scales, patterns.
+
+    Lengths over-count a sign by one digit, which can only make the precision chosen larger.
+    """
+    every = "bool_and(coalesce({}, false)) FILTER (WHERE {c} IS NOT NULL)"
+    return [
+        f"count({c})",
+        f"max(length({c}))",
+        f"min(strpos({c}, '.'))",
+        f"max(strpos({c}, '.'))",
+        f"max(length({c}) - strpos({c}, '.'))",
+        f"min(length({c}) - strpos({c}, '.'))",
+        every.format(f"regexp_full_match({c}, '{_NUMBER}')", c=c),
+        f"bool_or(starts_with({c}, '-0') AND ltrim({c}, '-0.') = '')",  # a number type would drop the sign
+        *(every.format(f"{c} IN ('{t}', '{f}')", c=c) for t, f in BOOL_STYLES.values()),
+        f"min({c})",
+        f"max({c})",
+    ]
+
+
+def facts_sql(columns: Sequence[str], source: str) -> str:
+    """The first pass over ``source`` (every column as text); :func:`read_facts` reads its one row."""
+    exprs = ["count(*)"] + [e for column in columns for e in _aggregates(column)]
+    return f"SELECT {', '.join(exprs)} FROM {source}"
+
+
+def read_facts(row: Sequence[Any], count: int) -> tuple[int, list[ColumnFacts]]:
+    """The row count and each column's facts."""
+    width = len(_aggregates("c"))
+    facts = []
+    for i in range(count):
+        values, longest, first_point, last_point, high, low, number, negative_zero, *rest = row[
+            1 + i * width : 1 + (i + 1) * width
+        ]
+        styles, shapes = tuple(rest[: len(BOOL_STYLES)]), tuple(rest[len(BOOL_STYLES) :])
+        number = bool(number) and not negative_zero
+        integer = number and last_point == 0
+        decimal = number and first_point > 0  # every value has a point (none is an integer)
+        digits = (last_point - 1) if decimal else longest
+        facts.append(ColumnFacts(values, digits, high, low, integer, decimal, styles, shapes))  # type: ignore[arg-type]
+    return row[0], facts
+
+
+def format_checks(columns: Sequence[str], facts: Sequence[ColumnFacts]) -> list[tuple[int, str, str]]:
+    """The second pass's checks: (column index, format, SQL aggregate), for date-shaped columns only."""
+    return [
+        (
+            i,
+            fmt,
+            f"bool_and(coalesce(regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, "
+            f"'{fmt}') IS NOT NULL, false)) FILTER (WHERE {column} IS NOT NULL)",
+        )
+        for i, (column, fact) in enumerate(zip(columns, facts, strict=True))
+        if fact.values and not fact.integer and not fact.decimal
+        for fmt in fact.formats()
+    ]
+
+
+def decide(facts: Sequence[ColumnFacts], formats: dict[int, list[str]]) -> list[ColumnType | None]:
+    """Each column's type from the facts and the formats every value was found to be in (None: no value)."""
+    return [_type_of(fact, formats.get(i, [])) if fact.values else None for i, fact in enumerate(facts)]
+
+
+def _type_of(fact: ColumnFacts, formats: list[str]) -> ColumnType:
+    if fact.integer:
+        return _decimal(fact.int_digits or 0, 0)
+    if fact.decimal and fact.min_scale == fact.max_scale:  # one scale: DECIMAL gives every value back
+        return _decimal((fact.int_digits or 0) + (fact.max_scale or 0), fact.max_scale or 0)
+    style = next((name for name, fit in zip(BOOL_STYLES, fact.styles, strict=True) if fit), None)
+    if style:
+        return ColumnType(BOOL, fmt=style)
+    if len(formats) == 1:  # two formats fit (01/02/2025): day or month? the column alone cannot say
+        kind = DATE if formats[0] in DATE_FORMATS else TIMESTAMP
+        return ColumnType(kind, fmt=formats[0])
+    return TEXT_TYPE
