@@ -174,7 +174,9 @@ def test_two_processes_sharing_an_api_key_never_spend_more_than_the_quota(
     assert not [r for r in sandbox.api_requests if r["status"] == 429]
 
 
-def test_the_last_request_waits_until_the_jobs_should_be_done(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+def test_the_last_request_waits_until_the_jobs_should_be_done(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     """Jobs take a second; once that is learnt, a run with room for one poll only waits for it, and loads."""
     sandbox = make_sandbox(complete_after_list_calls=0, complete_after_seconds=1.0)
     harness = Harness(sandbox, tmp_path)
