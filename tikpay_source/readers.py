@@ -105,6 +105,21 @@ class ReportFile:
         while (batch := _reporting_errors(lambda: next(reader, None), typed)) is not None:
             yield localise_timestamps(batch, self._timezone)
 
+    def copy_csv(self, path: Path, select: str, options: str) -> None:
+        """Write ``SELECT {select}`` over the checked rows to a CSV file with DuckDB's COPY.
+
+        For destinations that load files as they are: the rows go from the file to the new
+        file inside DuckDB, never through Arrow or Python. ``select`` sees the columns as
+        :attr:`schema` types them (timestamps naive, in the operator's local time).
+        """
+        con, typed = self._con, self._typed
+        if con is None or typed is None:
+            raise ReportFileError("the report file has no rows to write")
+        if self._reader is not None:  # the connection runs one query at a time: the batches give way
+            self._reader.close()
+        copy = f"COPY (SELECT {select} FROM {typed.source}) TO '{_sql_string(path)}' ({options})"
+        _reporting_errors(lambda: con.execute(copy), typed)
+
     def close(self) -> None:
         if self._con is not None:
             self._con.close()

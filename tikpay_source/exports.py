@@ -1,0 +1,121 @@
+"""Handing a checked report to dlt as a ready CSV file, for destinations that COPY CSV files as they are.
+
+Into PostgreSQL dlt loads CSV with ``COPY … FROM STDIN``, but Arrow batches get there the
+long way: written as Parquet at extract, then rewritten as CSV by dlt's normalize step,
+which takes most of the time of a load. Here DuckDB writes the CSV once, straight from
+the checked report (the same typed ``read_csv`` the Arrow batches come from), and the
+file goes to the load package with ``dlt.mark.with_file_import``; dlt's PostgreSQL COPY
+job then loads it unchanged.
+
+The file speaks the dialect of that job (see ``PostgresCsvCopyJob`` in dlt): a header of
+dlt's normalized column names, the configured delimiter, ``"`` quoting only where a value
+needs it (a delimiter, a quote, a line break), UTF-8, and an empty field for NULL (the job
+loads with ``NULL ''``; a report's empty values are NULL already). Timestamps carry their
+offset, so no session setting can shift them. The rows keep every value of the checked
+file: nothing is parsed again in Python.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.destination.configuration import CsvFormatConfiguration
+from dlt.common.normalizers.naming import NamingConvention
+from dlt.common.pipeline import current_pipeline
+from dlt.extract.items import DataItemWithMeta
+
+from tikpay_source.readers import ReportFile
+from tikpay_source.settings import (
+    CSV_FILE_DESTINATIONS,
+    DST_FOLD_MAX_HOURS,
+    JOB_ID_COLUMN,
+    WINDOW_END_COLUMN,
+    WINDOW_START_COLUMN,
+)
+from tikpay_source.tables import tagged_schema
+from tikpay_source.windows import Window
+
+# a naive wall-clock time as an instant: DuckDB's own choice is the *later* of two instants a
+# fall-back repeats, so the earlier one is tried first (the reader's documented assumption);
+# a time a spring-forward skips keeps DuckDB's choice, the offset before the change, as the reader does
+_EARLIEST_INSTANT = (
+    "CASE WHEN timezone({zone}, timezone({zone}, {c} - INTERVAL {fold} HOUR) + INTERVAL {fold} HOUR) = {c}"
+    " THEN timezone({zone}, {c} - INTERVAL {fold} HOUR) + INTERVAL {fold} HOUR"
+    " ELSE timezone({zone}, {c}) END"
+)
+# an instant as text with its offset, whatever DuckDB's session time zone
+_AS_UTC_TEXT = "CAST(timezone('UTC', {instant}) AS VARCHAR) || '+00'"
+
+
+def csv_file_delimiter() -> str | None:
+    """The delimiter to write when this run's destination loads our CSV files as they are, else None.
+
+    Learnt from the running pipeline, at extract time: the source itself is built before
+    anyone knows where it will load. A destination whose CSV settings differ from what
+    this module writes (no header, another encoding) keeps the Arrow batches.
+    """
+    pipeline = current_pipeline()
+    destination = getattr(pipeline, "destination", None)
+    if destination is None or destination.destination_type not in CSV_FILE_DESTINATIONS:
+        return None
+    configured = destination.configuration(None, accept_partial=True)
+    csv_format: CsvFormatConfiguration = getattr(configured, "csv_format", None) or CsvFormatConfiguration()
+    if not csv_format.include_header or csv_format.encoding.replace("-", "").lower() != "utf8":
+        return None
+    return csv_format.delimiter
+
+
+def csv_file_items(
+    report: ReportFile, window: Window, job_id: str, timezone: str, delimiter: str
+) -> Iterator[DataItemWithMeta]:
+    """Write ``report`` with its tag columns to a CSV file and yield it to dlt as a file to import.
+
+    The file is written next to the pipeline's own files, so dlt takes it into the load
+    package by a hard link, not a copy; it is gone once dlt has it.
+    """
+    naming = dlt.current.source_schema().naming
+    pipeline = current_pipeline()
+    with tempfile.TemporaryDirectory(prefix="tikpay-csv-", dir=getattr(pipeline, "working_dir", None)) as tmp:
+        path = Path(tmp) / "report.csv"
+        select = ", ".join(_select_list(report.schema, window, job_id, timezone, naming))
+        options = (
+            f"FORMAT CSV, HEADER true, DELIMITER {_literal(delimiter)}, QUOTE '\"', ESCAPE '\"', NULLSTR ''"
+        )
+        report.copy_csv(path, select, options)
+        # the schema of the rows as dlt would have seen them in batches: dlt types the table from it
+        schema = tagged_schema(report.schema, timezone)
+        yield dlt.mark.with_file_import(str(path), "csv", report.rows, hints=schema.empty_table())
+
+
+def _select_list(
+    schema: pa.Schema, window: Window, job_id: str, timezone: str, naming: NamingConvention
+) -> Iterator[str]:
+    zone = _literal(timezone)
+    for field in schema:
+        column = _ident(field.name)
+        if pa.types.is_timestamp(field.type) and field.type.tz is None:
+            instant = _EARLIEST_INSTANT.format(zone=zone, c=column, fold=DST_FOLD_MAX_HOURS)
+            column = _AS_UTC_TEXT.format(instant=instant)
+        elif pa.types.is_timestamp(field.type):
+            column = _AS_UTC_TEXT.format(instant=column)
+        yield f"{column} AS {_ident(naming.normalize_identifier(field.name))}"
+    tags: dict[str, Any] = {
+        JOB_ID_COLUMN: job_id,
+        WINDOW_START_COLUMN: window.start.isoformat(sep=" "),
+        WINDOW_END_COLUMN: window.end.isoformat(sep=" "),
+    }
+    for name, value in tags.items():
+        yield f"{_literal(value)} AS {_ident(naming.normalize_identifier(name))}"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: object) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
