@@ -135,6 +135,7 @@ TRICKY_CSV = (
     "4,2025-01-01T04:00:00, Zoë Müller ,0.1\r\n"
     '5,,"a\\N b \\. NULL",1e-7\r\n'
     '6,2025-04-06T01:59:59,"",3\r\n'
+    "7,2025-10-05T03:30:00,\\,4\r\n"  # an hour after the spring-forward
 )
 
 
@@ -182,4 +183,5 @@ def test_a_csv_file_holds_the_same_rows_as_the_arrow_batches(tmp_path: Path, pos
         " Zoë Müller ",
         "a\\N b \\. NULL",
         None,
+        "\\",
     ]

@@ -17,6 +17,7 @@ file: nothing is parsed again in Python.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,8 @@ _EARLIEST_INSTANT = (
     f" = {{fold}} * 3600000000 THEN {_LATER}"
     f" WHEN timezone({{zone}}, {_EARLIER}) = {{c}} THEN {_EARLIER} ELSE {_LATER} END"
 )
+# where a report's CSV file is written, inside the pipeline's working directory
+_SCRATCH_PREFIX = "tikpay-csv-"
 # an instant as UTC text with its offset: no session time zone or zone lookup involved
 _AS_UTC_TEXT = "CAST(make_timestamp(epoch_us({instant})) AS VARCHAR) || '+00'"
 
@@ -84,8 +87,12 @@ def csv_file_items(
     package by a hard link, not a copy; it is gone once dlt has it.
     """
     naming = dlt.current.source_schema().naming
-    pipeline = current_pipeline()
-    with tempfile.TemporaryDirectory(prefix="tikpay-csv-", dir=getattr(pipeline, "working_dir", None)) as tmp:
+    working_dir = getattr(current_pipeline(), "working_dir", None)
+    if working_dir:
+        _remove_leftovers(Path(working_dir))
+    with tempfile.TemporaryDirectory(
+        prefix=_SCRATCH_PREFIX, dir=working_dir, ignore_cleanup_errors=True
+    ) as tmp:
         path = Path(tmp) / "report.csv"
         select = ", ".join(_select_list(report.schema, window, job_id, timezone, naming))
         options = (
@@ -95,6 +102,12 @@ def csv_file_items(
         # the schema of the rows as dlt would have seen them in batches: dlt types the table from it
         schema = tagged_schema(report.schema, timezone)
         yield dlt.mark.with_file_import(str(path), "csv", report.rows, hints=schema.empty_table())
+
+
+def _remove_leftovers(working_dir: Path) -> None:
+    """Files of a run killed before it could delete them (dlt holds its own links to what it took)."""
+    for leftover in working_dir.glob(f"{_SCRATCH_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _select_list(
