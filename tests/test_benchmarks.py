@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import POSTGRES_DSN_VARIABLE
+from warehouses import POSTGRES_DSN_VARIABLE
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
