@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import dlt
 import pytest
+from dlt.common.destination.configuration import CsvFormatConfiguration
 from harness import Harness, assert_exact, daily
 from warehouses import PostgresWarehouse
 
@@ -185,3 +186,34 @@ def test_a_csv_file_holds_the_same_rows_as_the_arrow_batches(tmp_path: Path, pos
         None,
         "\\",
     ]
+
+
+def test_the_file_is_written_with_the_delimiter_the_destination_is_configured_with(
+    harness: Harness, postgres_dsn: str
+) -> None:
+    """dlt's COPY job reads its csv_format setting: a file in another dialect would load wrong."""
+    pipeline = dlt.pipeline(
+        "tikpay_format",
+        pipelines_dir=str(harness.pipelines_dir),
+        destination=dlt.destinations.postgres(postgres_dsn, csv_format=CsvFormatConfiguration(delimiter="|")),
+        dataset_name=harness.warehouse.dataset,
+    )
+    pipeline.run(harness.source(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-02"))
+
+    assert files_per_step(pipeline, "trips") == ({"csv"}, {"csv", "sql"})
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 1))
+    stops = harness.query("SELECT count(*) FROM trips WHERE origin_stop_name = 'Central, Platform 3'")[0][0]
+    truth = harness.sandbox.ground_truth("TRIPS", *daily("2025-03-01", 1)[0])
+    assert stops == sum(row["origin_stop_name"] == "Central, Platform 3" for row in truth) > 0
+
+
+def test_a_csv_file_left_by_a_killed_run_is_removed_by_the_next(harness: Harness) -> None:
+    harness.run(report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-02")
+    leftover = Path(harness.pipeline().working_dir) / "tikpay-csv-killed" / "report.csv"
+    leftover.parent.mkdir()
+    leftover.write_text("a,b\n")
+    harness.run(report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-03")
+
+    assert not leftover.parent.exists()
+    assert not list(Path(harness.pipeline().working_dir).glob("tikpay-csv-*"))  # nor the run's own
+    assert_exact(harness, "TAPS", daily("2025-03-01", 2))
