@@ -18,11 +18,17 @@ What it does, for a TRIPS report of 1 million rows (CSV and XML) and 5 million r
    defaults into Arrow record batches that a bare dlt resource appends to a fresh DuckDB
    file. No HTTP, no whole-file typing, no check, no timestamps to localise, no merge:
    nothing a connector on dlt's Arrow path can leave out, so none can be faster;
-5. prints rows per second, seconds and peak memory of each, and the ratios against the
+5. for the first size, into PostgreSQL: PostgreSQL's own COPY of the CSV file into text
+   columns (``COPY … FROM STDIN`` through psycopg2's ``copy_expert``, as ``\\copy`` does),
+   and the connector's CSV run into a fresh schema, with their ratio; the server is
+   ``$TIKPAY_TEST_POSTGRES`` or a throwaway one started and stopped here (see
+   :mod:`postgres_server`);
+6. prints rows per second, seconds and peak memory of each, and the ratios against the
    targets and against the floor. Times exclude interpreter start and imports.
 
 Run it with ``python benchmarks/bench_load.py`` (about five minutes on two cores);
-``--rows`` and ``--big-rows`` change the sizes, ``--big-rows 0`` skips the large case.
+``--rows`` and ``--big-rows`` change the sizes, ``--big-rows 0`` skips the large case,
+``--no-postgres`` the PostgreSQL cases.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postgres_server import DSN_VARIABLE, case_postgres_copy, drop_schemas, postgres_dsn
+from postgres_server import DSN_VARIABLE, POSTGRES_CREDENTIALS, case_copy, drop_schemas, postgres_dsn
 
 HOURS = 50
 WINDOW = ("2025-03-03T00:00:00", "2025-03-05T02:00:00")  # 50 local hours inside one P7D window
@@ -48,8 +54,6 @@ TIMEZONE = "Australia/Sydney"
 CSV_TARGET = 2.0
 XML_TARGET = 4.0
 MEMORY_TARGET_MB = 400.0
-# how a measured case is told its PostgreSQL server: dlt's own setting, so the DSN is never on a command line
-POSTGRES_CREDENTIALS = "DESTINATION__POSTGRES__CREDENTIALS"
 # dlt settings the connector is run with, given as environment variables to its subprocess.
 # DuckDB as a destination otherwise takes up to 80 % of RAM for its buffers while loading;
 # with 128 MB and without insertion order (rows of a table have no order; the reader keeps
@@ -180,15 +184,6 @@ def _trips_jobs(pipeline: Any) -> list[Any]:
         for job in package.jobs["completed_jobs"]
         if job.job_file_info.table_name == "trips"
     ]
-
-
-def case_copy(csv_path: str, schema: str) -> dict[str, Any]:
-    """PostgreSQL's own COPY of the CSV file into text columns (see :mod:`postgres_server`)."""
-    dsn = os.environ[POSTGRES_CREDENTIALS]
-    try:
-        return case_postgres_copy(csv_path, dsn, schema)
-    finally:
-        drop_schemas(dsn, schema)
 
 
 def run_case(args: list[str], postgres: str | None = None) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 DSN_VARIABLE = "TIKPAY_TEST_POSTGRES"
+# how a measured case is told its PostgreSQL server: dlt's own setting, so the DSN is never on a command line
+POSTGRES_CREDENTIALS = "DESTINATION__POSTGRES__CREDENTIALS"
 SERVER_USER = "postgres"
 BENCH_ROLE = "tikpay_bench"  # role and database of a throwaway server; its password is its name
 
@@ -107,11 +109,10 @@ def case_postgres_copy(csv_path: str, dsn: str, schema: str) -> dict[str, Any]:
     return {"seconds": seconds, "rows": rows}
 
 
-def count_rows(dsn: str, table: str) -> int:
-    import psycopg2
-
-    with psycopg2.connect(dsn) as con, con.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM {table}")
-        (rows,) = cur.fetchone()
-    con.close()
-    return int(rows)
+def case_copy(csv_path: str, schema: str) -> dict[str, Any]:
+    """The benchmark's case: PostgreSQL's own COPY of the CSV file, into a schema dropped afterwards."""
+    dsn = os.environ[POSTGRES_CREDENTIALS]
+    try:
+        return case_postgres_copy(csv_path, dsn, schema)
+    finally:
+        drop_schemas(dsn, schema)
