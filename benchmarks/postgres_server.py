@@ -47,7 +47,17 @@ def _free_port() -> int:
 
 
 def _as_server_user(*command: str) -> None:
-    subprocess.run(["runuser", "-u", SERVER_USER, "--", *command], check=True, capture_output=True)
+    """Run a server command as ``postgres``; a failure is one line naming the command, not a traceback."""
+    try:
+        subprocess.run(
+            ["runuser", "-u", SERVER_USER, "--", *command], check=True, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        said = (getattr(exc, "stderr", None) or str(exc)).strip().splitlines()
+        raise SystemExit(
+            f"could not run {Path(command[0]).name} for a throwaway PostgreSQL server "
+            f"({said[-1] if said else 'no message'}); set ${DSN_VARIABLE} or pass --no-postgres"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -58,14 +68,17 @@ def postgres_dsn() -> Iterator[str]:
         return
     bin_dir, port = _server_bin(), _free_port()
     data = Path(tempfile.mkdtemp(prefix="tikpay-bench-pg-"))
-    shutil.chown(data, SERVER_USER)
     cluster = str(data / "db")
-    _as_server_user(str(bin_dir / "initdb"), "-D", cluster, "-U", SERVER_USER, "--auth=trust", "-E", "UTF8")
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
-    _as_server_user(
-        str(bin_dir / "pg_ctl"), "-D", cluster, "-l", str(data / "server.log"), "-w", "-o", options, "start"
-    )
+    pg_ctl = str(bin_dir / "pg_ctl")
+    started = False
     try:
+        shutil.chown(data, SERVER_USER)
+        _as_server_user(
+            str(bin_dir / "initdb"), "-D", cluster, "-U", SERVER_USER, "--auth=trust", "-E", "UTF8"
+        )
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
+        _as_server_user(pg_ctl, "-D", cluster, "-l", str(data / "server.log"), "-w", "-o", options, "start")
+        started = True
         # dlt asks for a password even where the server trusts loopback, as .ci/run's role has one
         _as_server_user(
             str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", SERVER_USER, "-q",
@@ -74,7 +87,8 @@ def postgres_dsn() -> Iterator[str]:
         )  # fmt: skip
         yield f"postgresql://{BENCH_ROLE}:{BENCH_ROLE}@127.0.0.1:{port}/{BENCH_ROLE}"
     finally:
-        _as_server_user(str(bin_dir / "pg_ctl"), "-D", cluster, "-m", "fast", "stop")
+        if started:
+            _as_server_user(pg_ctl, "-D", cluster, "-m", "fast", "stop")
         shutil.rmtree(data, ignore_errors=True)
 
 
