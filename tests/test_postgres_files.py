@@ -17,7 +17,7 @@ import dlt
 import pytest
 from dlt.common.destination.configuration import CsvFormatConfiguration
 from harness import Harness, assert_exact, daily
-from warehouses import PostgresWarehouse
+from warehouses import DuckDBWarehouse, PostgresWarehouse
 
 from tikpay_source.exports import csv_file_items
 from tikpay_source.readers import open_report
@@ -63,6 +63,14 @@ def test_a_report_goes_to_postgres_as_one_csv_file_that_dlt_copies_as_it_is(harn
         assert files_per_step(harness.pipeline(), table) == ({"csv"}, {"csv", "sql"}), table
     assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
     assert_exact(harness, "CUSTOMERS", daily("2025-03-01", 2))
+
+
+def test_other_destinations_keep_the_arrow_batches(sandbox: Sandbox, tmp_path: Path) -> None:
+    duckdb = Harness(sandbox, tmp_path, warehouse=DuckDBWarehouse(tmp_path / "tikpay.duckdb"))
+    duckdb.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-02")
+
+    assert files_per_step(duckdb.pipeline(), "trips") == ({"parquet"}, {"parquet", "sql"})
+    assert_exact(duckdb, "TRIPS", daily("2025-03-01", 1))
 
 
 def as_file_text(value: Any) -> str:
