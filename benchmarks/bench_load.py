@@ -18,16 +18,23 @@ What it does, for a TRIPS report of 1 million rows (CSV and XML) and 5 million r
    defaults into Arrow record batches that a bare dlt resource appends to a fresh DuckDB
    file. No HTTP, no whole-file typing, no check, no timestamps to localise, no merge:
    nothing a connector on dlt's Arrow path can leave out, so none can be faster;
-5. prints rows per second, seconds and peak memory of each, and the ratios against the
+5. for the first size, into PostgreSQL: PostgreSQL's own COPY of the CSV file into text
+   columns (``COPY … FROM STDIN`` through psycopg2's ``copy_expert``, as ``\\copy`` does),
+   and the connector's CSV run into a fresh schema, with their ratio; the server is
+   ``$TIKPAY_TEST_POSTGRES`` or a throwaway one started and stopped here (see
+   :mod:`postgres_server`);
+6. prints rows per second, seconds and peak memory of each, and the ratios against the
    targets and against the floor. Times exclude interpreter start and imports.
 
 Run it with ``python benchmarks/bench_load.py`` (about five minutes on two cores);
-``--rows`` and ``--big-rows`` change the sizes, ``--big-rows 0`` skips the large case.
+``--rows`` and ``--big-rows`` change the sizes, ``--big-rows 0`` skips the large case,
+``--no-postgres`` the PostgreSQL cases.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -38,6 +45,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from postgres_server import DSN_VARIABLE, POSTGRES_CREDENTIALS, case_copy, drop_schemas, postgres_dsn
 
 HOURS = 50
 WINDOW = ("2025-03-03T00:00:00", "2025-03-05T02:00:00")  # 50 local hours inside one P7D window
@@ -114,21 +123,25 @@ def case_dlt_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]
 
 
 def case_connector(
-    base_url: str, token_url: str, file_type: str, db_path: str, work_dir: str
+    base_url: str, token_url: str, file_type: str, destination: str, target: str, work_dir: str
 ) -> dict[str, Any]:
-    """The real source, end to end, into a fresh DuckDB file; also reports dlt's step times."""
+    """The real source, end to end, into a fresh DuckDB file or PostgreSQL schema; with dlt's step times.
+
+    ``target`` is the DuckDB file (PostgreSQL's DSN comes in dlt's setting); a PostgreSQL schema is
+    dropped after counting.
+    """
     import dlt
-    import duckdb
 
     from tikpay_source import tikpay
     from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
     work = Path(work_dir)
+    dataset = f"tikpay_bench_{os.getpid()}" if destination == "postgres" else "tikpay_data"
     pipeline = dlt.pipeline(
         pipeline_name="tikpay_bench",
         pipelines_dir=str(work / "pipelines"),
-        destination=dlt.destinations.duckdb(db_path),
-        dataset_name="tikpay_data",
+        destination=getattr(dlt.destinations, destination)(target or None),
+        dataset_name=dataset,
     )
     source = tikpay(
         base_url=base_url,
@@ -150,21 +163,37 @@ def case_connector(
     pipeline.run(source)
     seconds = time.perf_counter() - started
     steps = _step_seconds(pipeline)
-    with duckdb.connect(db_path, read_only=True) as con:
-        rows = con.execute("SELECT count(*) FROM tikpay_data.trips").fetchone()[0]
-        described = con.execute("DESCRIBE tikpay_data.trips").fetchall()
-    types = {name: column_type for name, column_type, *_ in described}
-    return {
-        "seconds": seconds,
-        "rows": rows,
-        "steps": steps,
-        "types": types,
+    formats = sorted({job.job_file_info.file_format for job in _trips_jobs(pipeline)})
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql("SELECT count(*) FROM trips")[0][0]
+    types = {
+        name: column["data_type"]
+        for name, column in pipeline.default_schema.get_table_columns("trips").items()
     }
+    if destination == "postgres":
+        drop_schemas(os.environ[POSTGRES_CREDENTIALS], dataset, f"{dataset}_staging")
+    return {"seconds": seconds, "rows": rows, "steps": steps, "types": types, "formats": formats}
 
 
-def run_case(args: list[str]) -> dict[str, Any]:
-    """Run one case in a fresh interpreter and return its JSON result with its peak memory."""
+def _trips_jobs(pipeline: Any) -> list[Any]:
+    """The load jobs of the trips table in the last run (their file extension is the format dlt loaded)."""
+    info = pipeline.last_trace.last_load_info
+    return [
+        job
+        for package in info.load_packages
+        for job in package.jobs["completed_jobs"]
+        if job.job_file_info.table_name == "trips"
+    ]
+
+
+def run_case(args: list[str], postgres: str | None = None) -> dict[str, Any]:
+    """Run one case in a fresh interpreter and return its JSON result with its peak memory.
+
+    A PostgreSQL DSN goes to the case as dlt's credentials setting, never on its command line.
+    """
     env = {**os.environ, **DLT_SETTINGS} if args[0] != "duckdb" else None
+    if postgres is not None:
+        env = {**(env or os.environ), POSTGRES_CREDENTIALS: postgres}
     done = subprocess.run(
         [sys.executable, __file__, "--case", *args], capture_output=True, text=True, check=False, env=env
     )
@@ -176,7 +205,7 @@ def run_case(args: list[str]) -> dict[str, Any]:
 def case_main(argv: list[str]) -> None:
     """Entry point of a measured subprocess: run the case, print its result as one JSON line."""
     name, *rest = argv
-    cases = {"duckdb": case_duckdb, "floor": case_dlt_floor, "connector": case_connector}
+    cases = {"duckdb": case_duckdb, "floor": case_dlt_floor, "connector": case_connector, "copy": case_copy}
     result = cases[name](*rest)
     result["peak_mb"] = _peak_mb()
     print(json.dumps(result, default=str))
@@ -240,8 +269,13 @@ def prepare(rows: int, file_types: tuple[str, ...], scratch: Path) -> Prepared:
     return Prepared(sandbox, files, render)
 
 
-def measure(prepared: Prepared, rows: int, scratch: Path, file_types: tuple[str, ...]) -> dict[str, Any]:
-    """DuckDB's own load of the CSV, then the connector for each file type, each in its own process."""
+def measure(
+    prepared: Prepared, rows: int, scratch: Path, file_types: tuple[str, ...], postgres: str | None
+) -> dict[str, Any]:
+    """DuckDB's own load of the CSV, then the connector for each file type, each in its own process.
+
+    With a PostgreSQL DSN, also PostgreSQL's own COPY of the CSV file and the connector's CSV into it.
+    """
     results: dict[str, Any] = {}
     sb = prepared.sandbox
     csv_file = str(prepared.files["csv"])
@@ -253,7 +287,22 @@ def measure(prepared: Prepared, rows: int, scratch: Path, file_types: tuple[str,
         work = scratch / f"connector-{file_type}-{rows}"
         work.mkdir()
         results[file_type] = run_case(
-            ["connector", sb.base_url, sb.token_url, file_type, str(work / "tikpay.duckdb"), str(work)]
+            [
+                "connector",
+                sb.base_url,
+                sb.token_url,
+                file_type,
+                "duckdb",
+                str(work / "tikpay.duckdb"),
+                str(work),
+            ]
+        )
+    if postgres is not None:
+        results["copy"] = run_case(["copy", csv_file, f"tikpay_copy_{rows}"], postgres)
+        work = scratch / f"connector-postgres-{rows}"
+        work.mkdir()
+        results["postgres"] = run_case(
+            ["connector", sb.base_url, sb.token_url, "csv", "postgres", "", str(work)], postgres
         )
     for name, result in results.items():
         if result["rows"] != rows:
@@ -261,11 +310,15 @@ def measure(prepared: Prepared, rows: int, scratch: Path, file_types: tuple[str,
     return results
 
 
-def describe(label: str, result: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+def describe(
+    label: str, result: dict[str, Any], baseline: dict[str, Any] | None, against: str = "DuckDB"
+) -> str:
     rate = result["rows"] / result["seconds"]
     line = f"{label:<28} {result['seconds']:7.2f} s  {rate:>12,.0f} rows/s  peak {result['peak_mb']:6.0f} MB"
     if baseline is not None:
-        line += f"  ratio {result['seconds'] / baseline['seconds']:.2f} x DuckDB"
+        line += f"  ratio {result['seconds'] / baseline['seconds']:.2f} x {against}"
+    if result.get("formats"):
+        line += f"  [{'/'.join(result['formats'])}]"
     if "steps" in result:
         line += "  (" + ", ".join(f"{k} {v:.1f}s" for k, v in result["steps"].items()) + ")"
     return line
@@ -276,10 +329,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-rows", type=int, default=5_000_000, help="0 skips the large CSV case")
     parser.add_argument("--file-types", default="csv,xml")
+    parser.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help=f"skip PostgreSQL (else ${DSN_VARIABLE} or a throwaway server)",
+    )
     opts = parser.parse_args()
     file_types = tuple(opts.file_types.split(","))
     report: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="tikpay-bench-") as tmp:
+    server = contextlib.nullcontext(None) if opts.no_postgres else postgres_dsn()
+    with tempfile.TemporaryDirectory(prefix="tikpay-bench-") as tmp, server as postgres:
         scratch = Path(tmp)
         runs: dict[int, dict[str, Any]] = {}
         for rows, types in ((opts.rows, file_types), (opts.big_rows, ("csv",))):
@@ -290,7 +349,7 @@ def main() -> None:
                 sizes = ", ".join(f"{ft} {p.stat().st_size / 1e6:.0f} MB" for ft, p in prepared.files.items())
                 renders = ", ".join(f"{ft} {s:.0f} s" for ft, s in prepared.render_seconds.items())
                 print(f"# {rows:,} TRIPS rows: {sizes}; rendered by the sandbox before timing ({renders})")
-                runs[rows] = measure(prepared, rows, scratch, types)
+                runs[rows] = measure(prepared, rows, scratch, types, postgres if rows == opts.rows else None)
             finally:
                 prepared.sandbox.stop()
             res = runs[rows]
@@ -298,6 +357,9 @@ def main() -> None:
             print(describe(f"dlt floor {rows:,}", res["floor"], res["duckdb"]))
             for ft in types:
                 print(describe(f"connector {ft} {rows:,}", res[ft], res["duckdb"]))
+            if "copy" in res:
+                print(describe(f"postgres COPY {rows:,}", res["copy"], None))
+                print(describe(f"connector csv pg {rows:,}", res["postgres"], res["copy"], "COPY"))
         print("# dlt settings of the connector runs:", json.dumps(DLT_SETTINGS))
         first = runs[opts.rows]
         print("# column types (connector, csv):", json.dumps(first["csv"]["types"]))
@@ -314,6 +376,13 @@ def main() -> None:
         )
         peaks = [f"{rows:,} rows {runs[rows]['csv']['peak_mb']:.0f} MB" for rows in runs]
         report.append(f"connector peak memory, CSV: {'; '.join(peaks)} (target < {MEMORY_TARGET_MB:.0f} MB)")
+        if "copy" in first:
+            into_pg, copy = first["postgres"], first["copy"]
+            report.append(
+                f"PostgreSQL, CSV end to end: {into_pg['seconds']:.2f} s, "
+                f"{into_pg['seconds'] / copy['seconds']:.2f} x PostgreSQL's own COPY ({copy['seconds']:.2f} s); "
+                f"peak {into_pg['peak_mb']:.0f} MB (target <= {MEMORY_TARGET_MB:.0f} MB)"
+            )
     print("\n".join(report))
 
 

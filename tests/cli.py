@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from warehouses import DuckDBWarehouse, PostgresWarehouse, Warehouse
+
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
 
 SCRIPT = Path(__file__).resolve().parent.parent / "pipelines" / "tikpay.py"
@@ -28,6 +30,16 @@ def cli_env(sandbox: Sandbox | None, tmp: Path, **extra: str) -> dict[str, str]:
             "SOURCES__TIKPAY__API_KEY": DEMO_API_KEY,
         }
     return env | extra
+
+
+def into_warehouse(warehouse: Warehouse) -> tuple[list[str], dict[str, str]]:
+    """The script's flags and environment that load into ``warehouse`` (DuckDB or PostgreSQL)."""
+    args = ["--destination", warehouse.kind, "--dataset", warehouse.dataset]
+    if isinstance(warehouse, PostgresWarehouse):
+        return args, {"DESTINATION__POSTGRES__CREDENTIALS": warehouse.dsn}
+    if isinstance(warehouse, DuckDBWarehouse):
+        return args, {"DESTINATION__DUCKDB__CREDENTIALS": str(warehouse.path)}
+    raise ValueError(f"the script is not run into {warehouse.kind} by these tests")
 
 
 def one_day_args(report_type: str, *, poll_interval: str = "0.1") -> list[str]:

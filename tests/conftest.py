@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from harness import loading_into
-from warehouses import KINDS, PostgresWarehouse, Warehouse, make_warehouse
+from warehouses import KINDS, POSTGRES_DSN_VARIABLE, PostgresWarehouse, Warehouse, make_warehouse
 
 from tikpay_source.sandbox import Sandbox, SandboxSettings
 
@@ -45,7 +45,6 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 
 # --- warehouses: the end-to-end tests run into DuckDB, PostgreSQL and Parquet files -------------
 
-POSTGRES_DSN_VARIABLE = "TIKPAY_TEST_POSTGRES"
 # modules whose every test loads through the Harness and so runs once per warehouse
 EVERY_WAREHOUSE_MODULES = ("test_source",)
 # where dlt cannot do what a test proves: the test must fail there (strict), and a test of its

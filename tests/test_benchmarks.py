@@ -7,14 +7,17 @@ non-zero otherwise) and that the last lines name each target.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from warehouses import POSTGRES_DSN_VARIABLE
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def run_benchmark(script: str, *args: str, cwd: Path) -> list[str]:
+def run_benchmark(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> list[str]:
     """The script's output lines, after checking that it exited 0."""
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
@@ -23,20 +26,36 @@ def run_benchmark(script: str, *args: str, cwd: Path) -> list[str]:
         timeout=300,
         cwd=cwd,
         check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.splitlines()
 
 
 def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Path) -> None:
-    lines = run_benchmark("bench_load.py", "--rows", "5000", "--big-rows", "0", cwd=tmp_path)
+    lines = run_benchmark("bench_load.py", "--rows", "5000", "--big-rows", "0", "--no-postgres", cwd=tmp_path)
     for label in ("duckdb read_csv 5,000", "dlt floor 5,000", "connector csv 5,000", "connector xml 5,000"):
         assert any(line.startswith(label) for line in lines), label
+    assert not any("postgres" in line.lower() for line in lines)
     last = lines[-4:]
     assert last[0].startswith("CSV end to end: ") and last[0].endswith("(target <= 2.0)")
     assert last[1].startswith("XML end to end: ") and last[1].endswith("(target <= 4.0)")
     assert last[2].startswith("dlt's floor (bare Arrow batches, appended): ")
     assert last[3].startswith("connector peak memory, CSV: 5,000 rows ")
+
+
+def test_the_load_benchmark_loads_into_postgres_beside_postgres_own_copy(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    env = {**os.environ, POSTGRES_DSN_VARIABLE: postgres_dsn}
+    args = ("--rows", "5000", "--big-rows", "0", "--file-types", "csv")
+    lines = run_benchmark("bench_load.py", *args, cwd=tmp_path, env=env)
+    (copy,) = [line for line in lines if line.startswith("postgres COPY 5,000 ")]
+    (connector,) = [line for line in lines if line.startswith("connector csv pg 5,000 ")]
+    assert " x COPY  [csv/sql]  (extract " in connector  # CSV load jobs, then the merge
+    assert " peak " in copy and " peak " in connector
+    assert lines[-1].startswith("PostgreSQL, CSV end to end: ") and lines[-1].endswith("(target <= 400 MB)")
+    assert " x PostgreSQL's own COPY (" in lines[-1]
 
 
 def test_the_request_benchmark_runs_and_meets_its_daily_target_on_a_short_simulation(tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
-from cli import SCRIPT, cli_env, run_cli
+from cli import SCRIPT, cli_env, into_warehouse, run_cli
 from dlt.pipeline.exceptions import PipelineStepFailed
 from harness import Harness
+from warehouses import Warehouse
 
 from tikpay_source import ReadInterrupted, tikpay
 from tikpay_source.sandbox import Fault, Sandbox
@@ -69,16 +69,19 @@ KILL_POINTS = [
 ]
 
 
+@pytest.mark.warehouses("duckdb", "postgres")  # PostgreSQL: the package killed mid-load holds a CSV file
 @pytest.mark.parametrize("point", KILL_POINTS, ids=lambda p: p.name)
 def test_a_killed_run_is_resumed_by_the_next_without_loss_doubling_or_resubmission(
-    make_sandbox: MakeSandbox, tmp_path: Path, point: KillPoint
+    make_sandbox: MakeSandbox, tmp_path: Path, point: KillPoint, warehouse: Warehouse
 ) -> None:
     sandbox = make_sandbox(**point.settings)
     if point.fault:
         sandbox.inject(point.fault)
-    env = cli_env(sandbox, tmp_path)
+    target, settings = into_warehouse(warehouse)
+    env = cli_env(sandbox, tmp_path, **settings)
+    args = [*ARGS, *target]
     doomed = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *ARGS, "--poll-interval", "30" if not point.settings else "0.05"],
+        [sys.executable, str(SCRIPT), *args, "--poll-interval", "30" if not point.settings else "0.05"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -96,17 +99,16 @@ def test_a_killed_run_is_resumed_by_the_next_without_loss_doubling_or_resubmissi
         doomed.wait()
     sandbox.clear_faults()
 
-    resumed = run_cli([*ARGS, "--poll-interval", "0.1"], env, tmp_path)
+    resumed = run_cli([*args, "--poll-interval", "0.1"], env, tmp_path)
 
     assert resumed.returncode == EXIT_OK, resumed.stdout + resumed.stderr
     submitted = [(s["reportType"], s["startTime"]) for s in sandbox.submissions()]
     assert len(submitted) == len(set(submitted)) == 4  # every window submitted exactly once
-    with duckdb.connect(str(tmp_path / "tikpay.duckdb"), read_only=True) as con:
-        for report_type, table in (("TRIPS", "trips"), ("TAPS", "taps")):
-            loaded = con.execute(f"SELECT count(*) FROM tikpay_data.{table}").fetchone()[0]
-            assert loaded == sandbox.count_rows(report_type, *WINDOW_RANGE)
-        jobs = con.execute("SELECT count(*), count(DISTINCT job_id) FROM tikpay_data.report_jobs").fetchone()
-    assert jobs == (4, 4)
+    for report_type, table in (("TRIPS", "trips"), ("TAPS", "taps")):
+        assert warehouse.query(f"SELECT count(*) FROM {table}") == [
+            (sandbox.count_rows(report_type, *WINDOW_RANGE),)
+        ]
+    assert warehouse.query("SELECT count(*), count(DISTINCT job_id) FROM report_jobs") == [(4, 4)]
 
 
 def test_a_file_damaged_while_it_is_read_fails_the_whole_run_and_the_next_run_loads_it_once(

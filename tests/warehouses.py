@@ -20,6 +20,8 @@ import duckdb
 from tikpay_source.settings import DATASET_NAME, JOBS_TABLE
 
 KINDS: tuple[str, ...] = ("duckdb", "postgres", "filesystem")
+# the PostgreSQL server the tests (and the benchmark's smoke test) load into
+POSTGRES_DSN_VARIABLE = "TIKPAY_TEST_POSTGRES"
 DUCKDB_WINDOW_TEXT = "strftime({column}, '%Y-%m-%dT%H:%M:%S')"
 
 

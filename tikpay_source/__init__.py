@@ -24,6 +24,7 @@ from typing import Any
 import dlt
 import pyarrow as pa
 from dlt.common.exceptions import DltException
+from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
 from tikpay_source.budget import plan_next_run
@@ -62,7 +63,7 @@ __all__ = [
 
 def _tikpay(**settings: Any) -> list[DltResource]:
     config = build_config(**settings)
-    handover = FileHandover()
+    handover = FileHandover(config.timezone.key)
     jobs = report_jobs(config, handover)
     tables = [report_table(report_type, jobs, handover) for report_type in REPORT_TYPES]
     for report_type, table in zip(REPORT_TYPES, tables, strict=True):
@@ -111,7 +112,7 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
 def report_table(report_type: str, jobs: DltResource, handover: FileHandover) -> DltResource:
     """The resource of one report table: the rows of the files ``jobs`` hands over for ``report_type``."""
 
-    def rows(job: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    def rows(job: dict[str, Any]) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
         yield from handover.stream(job, report_type)
 
     return dlt.transformer(rows, data_from=jobs, name=REPORT_TABLES[report_type], **REPORT_HINTS)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.errors import ReadInterrupted, ReportFileError
+from tikpay_source.exports import csv_file_delimiter, csv_file_items
 from tikpay_source.readers import ReportFile
 from tikpay_source.tables import LOADED_STATUS, tag_batch
 from tikpay_source.windows import Window
@@ -38,7 +40,8 @@ class _Offer:
 class FileHandover:
     """Report files waiting for their table's resource, by job id."""
 
-    def __init__(self) -> None:
+    def __init__(self, timezone: str) -> None:
+        self._timezone = timezone  # the operator's zone, that the files' local times are read in
         self._offers: dict[str, _Offer] = {}
         self._progress = 0
 
@@ -46,8 +49,12 @@ class FileHandover:
         """Make a checked file available to the table resource of ``window``'s report type."""
         self._offers[job_id] = _Offer(report, window)
 
-    def stream(self, row: dict[str, Any], report_type: str) -> Iterator[pa.RecordBatch]:
-        """The table resource's side: the tagged batches of the file ``row`` announces, if it is ours."""
+    def stream(self, row: dict[str, Any], report_type: str) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
+        """The table resource's side: the file ``row`` announces, if it is ours, in the form the destination loads best.
+
+        Into a destination that COPYs CSV files as they are (PostgreSQL), one CSV file to
+        import (see :mod:`tikpay_source.exports`); anywhere else the tagged Arrow batches.
+        """
         if row.get("load_status") != LOADED_STATUS or row.get("report_type") != report_type:
             return
         offer = self._offers.get(row.get("job_id") or "")
@@ -58,6 +65,10 @@ class FileHandover:
         job_id = row["job_id"]
         rows = 0
         try:
+            delimiter = csv_file_delimiter()
+            if delimiter is not None and len(offer.report.schema):
+                yield from csv_file_items(offer.report, offer.window, job_id, self._timezone, delimiter)
+                return
             for batch in offer.report.batches():
                 rows += batch.num_rows
                 self._progress += 1

@@ -88,6 +88,7 @@ class ReportFile:
         discard: Path | None = None,
     ) -> None:
         self._con = con
+        self._query = query
         self._discard = discard
         self._timezone = timezone
         self._batch_rows = batch_rows
@@ -112,6 +113,21 @@ class ReportFile:
         # after the check only the file changing on disk, or the disk itself, can stop the read
         while (batch := _reporting_errors(lambda: next(reader, None))) is not None:
             yield localise_timestamps(batch, self._timezone)
+
+    def copy_csv(self, path: Path, select: str, options: str) -> None:
+        """Write ``SELECT {select}`` over the checked rows to a CSV file with DuckDB's COPY.
+
+        For destinations that load files as they are: the rows go from the file to the new
+        file inside DuckDB, never through Arrow or Python. ``select`` sees the columns as
+        :attr:`schema` types them (timestamps naive, in the operator's local time).
+        """
+        con, query = self._con, self._query
+        if con is None or query is None:
+            raise ReportFileError("the report file has no rows to write")
+        if self._reader is not None:  # the connection runs one query at a time: the batches give way
+            self._reader.close()
+        copy = f"COPY (SELECT {select} FROM ({query})) TO '{_sql_string(path)}' ({options})"
+        _reporting_errors(lambda: con.execute(copy))
 
     def close(self) -> None:
         if self._con is not None:

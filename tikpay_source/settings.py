@@ -85,6 +85,14 @@ TIMESTAMP_FORMATS: tuple[str, ...] = (
 # The custom dlt column hint that keeps a column's text format (date, timestamp, boolean case).
 FORMAT_HINT = "x-tikpay-format"
 
+# Destinations (dlt's destination types) whose loader COPYs a CSV file as it is: there the
+# connector writes the checked report as that file itself, instead of Arrow batches that dlt
+# would write as Parquet and then rewrite as CSV (see tikpay_source/exports.py).
+CSV_FILE_DESTINATIONS: tuple[str, ...] = ("dlt.destinations.postgres",)
+# Longer than any daylight-saving shift (two hours at most, in Antarctica/Troll): this many
+# hours before a wall-clock time that a fall-back repeats, the clock still shows the old offset.
+DST_FOLD_MAX_HOURS = 3
+
 # Progress and notices go to this logger (and its children); the script renders them.
 LOGGER_NAME = "tikpay"
 

@@ -128,3 +128,18 @@ def tag_batch(batch: pa.RecordBatch, window: Window, job_id: str) -> pa.RecordBa
         scalar = pa.scalar(value, _TAG_TYPES[name])
         tagged = tagged.append_column(pa.field(name, scalar.type, nullable=False), pa.repeat(scalar, rows))
     return tagged
+
+
+def tagged_schema(schema: pa.Schema, timezone: str) -> pa.Schema:
+    """The schema of a report's tagged batches, from the reader's: local timestamps in the operator's zone.
+
+    What dlt types a table from, whether it receives the batches or a file written from the same rows.
+    """
+    fields = [
+        field.with_type(pa.timestamp(field.type.unit, tz=timezone))
+        if pa.types.is_timestamp(field.type) and field.type.tz is None
+        else field
+        for field in schema
+    ]
+    tags = [pa.field(name, arrow_type, nullable=False) for name, arrow_type in _TAG_TYPES.items()]
+    return pa.schema(fields + tags)

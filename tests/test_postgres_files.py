@@ -1,0 +1,227 @@
+"""Into PostgreSQL a report goes as one CSV file that dlt's COPY job loads as it is.
+
+Every test runs against the real sandbox over loopback and a real PostgreSQL server
+($TIKPAY_TEST_POSTGRES): which path the rows took is read from dlt's own trace, and what
+landed is compared with the file's text and with the Arrow batches the other warehouses get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dlt
+import pytest
+from dlt.common.destination.configuration import CsvFormatConfiguration
+from harness import Harness, assert_exact, daily
+from warehouses import DuckDBWarehouse, PostgresWarehouse
+
+from tikpay_source.exports import csv_file_items
+from tikpay_source.readers import open_report
+from tikpay_source.sandbox import Sandbox
+from tikpay_source.settings import REPORT_TABLES
+from tikpay_source.tables import REPORT_HINTS, tag_batch
+from tikpay_source.windows import Window
+
+# the day Sydney's clocks go back: its 02:00-03:00 is in the file twice
+FALL_BACK = ("2025-04-05", "2025-04-07")
+ZONE = "Australia/Sydney"
+
+
+@pytest.fixture
+def harness(sandbox: Sandbox, tmp_path: Path, postgres_dsn: str) -> Harness:
+    return Harness(sandbox, tmp_path, warehouse=PostgresWarehouse(postgres_dsn, tmp_path))
+
+
+def files_per_step(pipeline: dlt.Pipeline, table: str) -> tuple[set[str], set[str]]:
+    """The formats of the files ``table`` had in the last run: written by extract, and loaded."""
+    trace = pipeline.last_trace
+    extracted = {
+        name.rsplit(".", 1)[-1]
+        for metrics in trace.last_extract_info.metrics.values()
+        for step in metrics
+        for name in step["job_metrics"]
+        if name.split(".")[0] == table
+    }
+    loaded = {
+        job.job_file_info.file_format
+        for package in trace.last_load_info.load_packages
+        for job in package.jobs["completed_jobs"]
+        if job.job_file_info.table_name == table
+    }
+    return extracted, loaded
+
+
+def test_a_report_goes_to_postgres_as_one_csv_file_that_dlt_copies_as_it_is(harness: Harness) -> None:
+    harness.run(report_types=["TRIPS", "CUSTOMERS"], start_time="2025-03-01", end_time="2025-03-03")
+
+    for table in ("trips", "customers"):
+        # no Parquet at extract for normalize to rewrite: the connector's CSV, then dlt's merge
+        assert files_per_step(harness.pipeline(), table) == ({"csv"}, {"csv", "sql"}), table
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+    assert_exact(harness, "CUSTOMERS", daily("2025-03-01", 2))
+
+
+def test_other_destinations_keep_the_arrow_batches(sandbox: Sandbox, tmp_path: Path) -> None:
+    duckdb = Harness(sandbox, tmp_path, warehouse=DuckDBWarehouse(tmp_path / "tikpay.duckdb"))
+    duckdb.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-02")
+
+    assert files_per_step(duckdb.pipeline(), "trips") == ({"parquet"}, {"parquet", "sql"})
+    assert_exact(duckdb, "TRIPS", daily("2025-03-01", 1))
+
+
+def as_file_text(value: Any) -> str:
+    """A value read back from PostgreSQL as the export wrote it: local time, ``true``, ``""`` for NULL."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%dT%H:%M:%S")
+    return str(value)
+
+
+@pytest.mark.parametrize(
+    "report_type, key, tricky",
+    [("CUSTOMERS", "customer_id", (",", "'", "\n", "ë", "Ō")), ("TRIPS", "trip_id", (",", '"', "&"))],
+)
+def test_values_read_back_from_postgres_are_the_files_text_exactly(
+    harness: Harness, report_type: str, key: str, tricky: tuple[str, ...]
+) -> None:
+    """Commas, quotes, line breaks, non-ASCII and empty values, over a day with a repeated hour."""
+    harness.run(report_types=[report_type], start_time=FALL_BACK[0], end_time=FALL_BACK[1])
+
+    truth = [
+        row
+        for start, end in daily(FALL_BACK[0], 2)
+        for row in harness.sandbox.ground_truth(report_type, start, end)
+    ]
+    columns = list(truth[0])
+    loaded = harness.query(f"SELECT {', '.join(columns)} FROM {REPORT_TABLES[report_type]} ORDER BY {key}")
+    numeric = {c for i, c in enumerate(columns) if any(type(row[i]) in (int, float) for row in loaded)}
+    # numbers are compared as numbers ("7.0" and 7.0), everything else as the file's text
+    expected = sorted(
+        (tuple(float(r[c]) if c in numeric and r[c] else r[c] for c in columns) for r in truth),
+        key=lambda row: float(row[columns.index(key)]),
+    )
+    got = [
+        tuple(
+            v if c in numeric and v is not None else as_file_text(v)
+            for c, v in zip(columns, row, strict=True)
+        )
+        for row in loaded
+    ]
+    assert got == expected
+    texts = "".join(r[c] for r in truth for c in columns)
+    assert [t for t in tricky if t not in texts] == []  # the sandbox's tricky fields are in the sample
+    assert any(v == "" for r in truth for v in r.values())
+
+
+def test_reloading_a_window_into_postgres_replaces_its_rows(
+    sandbox: Sandbox, tmp_path: Path, postgres_dsn: str
+) -> None:
+    """A second pipeline with no state loads the same windows again: the merge replaces them, CSV or not."""
+    warehouse = PostgresWarehouse(postgres_dsn, tmp_path)
+    first = Harness(sandbox, tmp_path / "a", name="tikpay_a", warehouse=warehouse)
+    first.run(report_types=["PAYMENTS"], start_time="2025-03-01", end_time="2025-03-03")
+    before = first.query("SELECT * EXCLUDE (_tikpay_job_id) FROM payments ORDER BY ALL")
+    second = Harness(sandbox, tmp_path / "b", name="tikpay_b", warehouse=warehouse)
+    second.run(report_types=["PAYMENTS"], start_time="2025-03-01", end_time="2025-03-03")
+
+    assert files_per_step(second.pipeline(), "payments") == ({"csv"}, {"csv", "sql"})
+    assert_exact(second, "PAYMENTS", daily("2025-03-01", 2))
+    assert second.query("SELECT * EXCLUDE (_tikpay_job_id) FROM payments ORDER BY ALL") == before
+
+
+TRICKY_CSV = (
+    "id,at,note,amount\r\n"
+    '1,2025-04-06T02:30:00,"Central, Platform 3",1.5\r\n'  # a time the fall-back repeats
+    '2,2025-10-05T02:30:00,"Circular Quay ""Wharf 4""",-2.25\r\n'  # a time the spring-forward skips
+    '3,2025-04-06T03:30:00,"two\nlines",\r\n'
+    "4,2025-01-01T04:00:00, Zoë Müller ,0.1\r\n"
+    '5,,"a\\N b \\. NULL",1e-7\r\n'
+    '6,2025-04-06T01:59:59,"",3\r\n'
+    "7,2025-10-05T03:30:00,\\,4\r\n"  # an hour after the spring-forward
+)
+
+
+def test_a_csv_file_holds_the_same_rows_as_the_arrow_batches(tmp_path: Path, postgres_dsn: str) -> None:
+    """Times a daylight-saving change repeats or skips are the instants the batches carry; text is kept."""
+    source = tmp_path / "report.csv"
+    source.write_bytes(TRICKY_CSV.encode())
+    window = Window(datetime(2025, 1, 1), datetime(2025, 12, 1), "PAYMENTS")
+
+    def batches() -> Iterator[Any]:
+        report = open_report(source, "csv", ZONE)
+        try:
+            yield from (tag_batch(batch, window, "job-1") for batch in report.batches())
+        finally:
+            report.close()
+
+    def csv_file() -> Iterator[Any]:
+        report = open_report(source, "csv", ZONE)
+        try:
+            yield from csv_file_items(report, window, "job-1", ZONE, ",")
+        finally:
+            report.close()
+
+    loaded = {}
+    for name, rows in (("arrow", batches), ("csv", csv_file)):
+        target = PostgresWarehouse(postgres_dsn, tmp_path / name)
+        pipeline = dlt.pipeline(
+            f"tikpay_{name}",
+            pipelines_dir=str(tmp_path / name),
+            destination=target.destination(),
+            dataset_name=target.dataset,
+        )
+        pipeline.run(dlt.resource(rows, name="payments", **REPORT_HINTS))
+        assert files_per_step(pipeline, "payments")[0] == {"parquet" if name == "arrow" else "csv"}
+        loaded[name] = target.query("SELECT * FROM payments ORDER BY id")
+    assert loaded["csv"] == loaded["arrow"]
+    at = [row[1] for row in loaded["csv"]]
+    assert at[0] == datetime.fromisoformat("2025-04-06T02:30:00+11:00")  # the earlier of the two
+    assert at[1] == datetime.fromisoformat("2025-10-05T02:30:00+10:00")  # the offset before the change
+    assert at[4] is None
+    assert [row[2] for row in loaded["csv"]] == [
+        "Central, Platform 3",
+        'Circular Quay "Wharf 4"',
+        "two\nlines",
+        " Zoë Müller ",
+        "a\\N b \\. NULL",
+        None,
+        "\\",
+    ]
+
+
+def test_the_file_is_written_with_the_delimiter_the_destination_is_configured_with(
+    harness: Harness, postgres_dsn: str
+) -> None:
+    """dlt's COPY job reads its csv_format setting: a file in another dialect would load wrong."""
+    pipeline = dlt.pipeline(
+        "tikpay_format",
+        pipelines_dir=str(harness.pipelines_dir),
+        destination=dlt.destinations.postgres(postgres_dsn, csv_format=CsvFormatConfiguration(delimiter="|")),
+        dataset_name=harness.warehouse.dataset,
+    )
+    pipeline.run(harness.source(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-02"))
+
+    assert files_per_step(pipeline, "trips") == ({"csv"}, {"csv", "sql"})
+    assert_exact(harness, "TRIPS", daily("2025-03-01", 1))
+    stops = harness.query("SELECT count(*) FROM trips WHERE origin_stop_name = 'Central, Platform 3'")[0][0]
+    truth = harness.sandbox.ground_truth("TRIPS", *daily("2025-03-01", 1)[0])
+    assert stops == sum(row["origin_stop_name"] == "Central, Platform 3" for row in truth) > 0
+
+
+def test_a_csv_file_left_by_a_killed_run_is_removed_by_the_next(harness: Harness) -> None:
+    harness.run(report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-02")
+    leftover = Path(harness.pipeline().working_dir) / "tikpay-csv-killed" / "report.csv"
+    leftover.parent.mkdir()
+    leftover.write_text("a,b\n")
+    harness.run(report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-03")
+
+    assert not leftover.parent.exists()
+    assert not list(Path(harness.pipeline().working_dir).glob("tikpay-csv-*"))  # nor the run's own
+    assert_exact(harness, "TAPS", daily("2025-03-01", 2))
