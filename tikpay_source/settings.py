@@ -69,6 +69,14 @@ REPORT_TABLES: dict[str, str] = {
 JOB_ID_COLUMN = "_tikpay_job_id"
 WINDOW_START_COLUMN = "_tikpay_window_start"
 WINDOW_END_COLUMN = "_tikpay_window_end"
+# On Delta tables only: the row's place in its window's file, with the window start its primary key.
+ROW_NUMBER_COLUMN = "_tikpay_row"
+
+# Table formats on dlt's filesystem destination: Delta tables replace a reloaded window's rows;
+# plain Parquet files can only be appended to.
+TABLE_FORMATS: tuple[str, ...] = ("delta", "parquet")
+DEFAULT_TABLE_FORMAT = "delta"
+DELTA_EXTRA = '".[delta]"'  # the pip extra that brings deltalake
 
 # Exit codes of pipelines/tikpay.py, documented in the README.
 EXIT_OK = 0
