@@ -7,20 +7,17 @@ with counts equal to the sandbox's ground truth.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli import SCRIPT, cli_env, one_day_args, run_cli
-from harness import Harness, assert_exact, daily
+from cli import cli_env, kill_when, one_day_args, run_cli
+from harness import Harness, assert_exact, daily, loading_into
 from warehouses import FilesystemWarehouse, Warehouse
 
 from tikpay_source.sandbox import Sandbox
 from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_OK, REPORT_TABLES, REPORT_TYPES
+from tikpay_source.views import create_views, lake_queries
 
 pytestmark = pytest.mark.warehouses("filesystem", "s3")
 MakeSandbox = Callable[..., Sandbox]
@@ -109,22 +106,7 @@ def test_a_run_killed_after_the_delta_tables_were_written_is_resumed_exactly_onc
         "0.05",
     ]
     load_dir = tmp_path / "dlt" / "pipelines" / "tikpay" / "load"
-    doomed = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not lake.is_delta("trips"):
-            assert doomed.poll() is None, "the run finished before its first Delta commit was seen"
-            assert time.monotonic() < deadline, "no Delta table was ever written"
-            time.sleep(0.002)
-    finally:
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait()
+    kill_when(args, env, tmp_path, lambda: lake.is_delta("trips"))
     assert any((load_dir / "normalized").glob("*")), "the load finished before the kill"
     assert not any(lake.filesystem().glob(f"{lake.folder}/_dlt_loads/*")), "dlt recorded the load"
 
@@ -184,3 +166,20 @@ def test_without_the_delta_extra_the_script_names_it_in_one_line(sandbox: Sandbo
     plain = run_cli([*one_day_args("TRIPS"), "--table-format", "parquet"], env, tmp_path)
     assert plain.returncode == EXIT_OK, plain.stderr  # plain files need no deltalake
     assert FilesystemWarehouse(tmp_path / "lake").files("trips")
+
+
+@pytest.mark.warehouses("filesystem")
+def test_the_bi_queries_give_the_lake_the_warehouses_daily_figures(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The four views' SELECTs run by DuckDB over the Delta tables equal the views made in DuckDB."""
+    days = {"start_time": "2025-04-05", "end_time": "2025-04-07"}  # across the 2025-04-06 fall-back
+    lake = Harness(sandbox, tmp_path / "lake")
+    lake.run(**days)
+    with loading_into("duckdb"):
+        warehouse = Harness(sandbox, tmp_path / "duckdb")
+    warehouse.run(**days)
+    assert create_views(warehouse.pipeline()) == [f"views: {name} ready" for name in lake_queries("UTC")]
+
+    zone = sandbox.settings.timezone
+    for name, select in lake_queries(zone).items():
+        from_lake = sorted(lake.query(select), key=repr)
+        assert from_lake and from_lake == sorted(warehouse.query(f"SELECT * FROM {name}"), key=repr), name
