@@ -44,6 +44,7 @@ def test_help_lists_the_common_flags(tmp_path: Path) -> None:
         (["--start", "yesterday"], ["'yesterday'", "YYYY-MM-DD"]),
         (["--timezone", "Mars/Olympus_Mons"], ["'Mars/Olympus_Mons'", "IANA"]),
         (["--file-type", "json"], ["'json'", "csv", "xml"]),
+        (["--table-format", "iceberg"], ["table_format", "'iceberg'", "delta, parquet"]),
         (["--max-requests", "0"], ["max_requests", "at least 1"]),
     ],
 )
