@@ -57,6 +57,9 @@ def test_a_reloaded_window_with_fewer_rows_leaves_exactly_the_new_rows(
     expected = first.truth_per_window("TAPS", [old_day]) | again.truth_per_window("TAPS", [new_day])
     assert expected[new_day[0]] < first.truth_per_window("TAPS", [new_day])[new_day[0]]
     assert again.rows_per_window("taps") == expected
+    # the merge's scope is this load's window alone: the other window's rows were never in play
+    scope = again.pipeline().default_schema.tables["taps"]["x-merge-destination-scope"]  # type: ignore[typeddict-item]
+    assert scope == "{table}._tikpay_window_start IN (TIMESTAMP '2025-03-02 00:00:00')"
 
 
 def test_dlt_state_lost_after_the_delta_commit_changes_nothing_on_reload(

@@ -104,6 +104,17 @@ class DeltaWindows:
 
     def __init__(self) -> None:
         self._starts: list[datetime] = []
+        self._load_id: str | None = None
+
+    def _this_load(self) -> list[datetime]:
+        """The windows of the load being extracted (a source run again starts a new list)."""
+        try:
+            load_id = dlt.current.load_package_state()["load_id"]
+        except DltException:
+            load_id = None
+        if load_id != self._load_id:
+            self._starts, self._load_id = [], load_id
+        return self._starts
 
     def batches(self, start: datetime, batches: Iterator[pa.RecordBatch]) -> Iterator[Any]:
         """``batches`` of the window at ``start``, numbered; the first one also sets the hints.
@@ -118,8 +129,9 @@ class DeltaWindows:
                 pa.array(range(offset, offset + batch.num_rows), pa.int64()),
             )
             if offset == 0:  # a window is in the scope only once its rows are in the load
-                self._starts.append(start)
-                yield dlt.mark.with_hints(numbered, report_delta_hints(self._starts))
+                starts = self._this_load()
+                starts.append(start)
+                yield dlt.mark.with_hints(numbered, report_delta_hints(starts))
             else:
                 yield numbered
             offset += batch.num_rows
