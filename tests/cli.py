@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -66,3 +67,26 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def kill_when(
+    args: list[str], env: dict[str, str], cwd: Path, moment: Callable[[], bool], settle: float = 0.0
+) -> None:
+    """Run the script and SIGKILL it once ``moment()`` is true (after ``settle`` more seconds)."""
+    doomed = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not moment():
+            assert doomed.poll() is None, "the run finished before the kill point was reached"
+            assert time.monotonic() < deadline, "the kill point was never reached"
+            time.sleep(0.002)
+        time.sleep(settle)
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()

@@ -2,7 +2,7 @@
 
 The warehouse is a DuckDB file unless a test runs inside ``loading_into(kind)`` (the
 ``warehouse_kind`` fixture does that): then the same test loads into PostgreSQL or into
-Parquet files instead, and reads back from there.
+dlt's filesystem destination (a local folder, an S3 API server) instead, and reads back from there.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from tikpay_source.progress import ConsoleRenderer, log
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
 from tikpay_source.settings import REPORT_TABLES
 
-# (kind, PostgreSQL DSN) that a Harness built without an explicit warehouse loads into
-_loading_into: ContextVar[tuple[str, str | None]] = ContextVar("loading_into", default=("duckdb", None))
+# (kind, its server: a PostgreSQL DSN or an S3Server) that a Harness built without an explicit
+# warehouse loads into
+_loading_into: ContextVar[tuple[str, Any]] = ContextVar("loading_into", default=("duckdb", None))
 
 
 @contextlib.contextmanager
-def loading_into(kind: str, postgres_dsn: str | None = None) -> Iterator[None]:
+def loading_into(kind: str, service: Any = None) -> Iterator[None]:
     """Every Harness built inside loads into a fresh warehouse of ``kind`` (keyed by its ``tmp``)."""
-    token = _loading_into.set((kind, postgres_dsn))
+    token = _loading_into.set((kind, service))
     try:
         yield
     finally:
@@ -40,8 +41,8 @@ def loading_into(kind: str, postgres_dsn: str | None = None) -> Iterator[None]:
 
 def current_warehouse(where: Path) -> Warehouse:
     """A warehouse of the kind in force, private to the directory ``where``."""
-    kind, dsn = _loading_into.get()
-    return make_warehouse(kind, where, dsn)
+    kind, service = _loading_into.get()
+    return make_warehouse(kind, where, service)
 
 
 @dataclass

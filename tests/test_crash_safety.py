@@ -6,18 +6,14 @@ Whatever happened, the next run leaves no window missing, none doubled, and no j
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import SCRIPT, cli_env, into_warehouse, run_cli
+from cli import cli_env, into_warehouse, kill_when, run_cli
 from dlt.pipeline.exceptions import PipelineStepFailed
 from harness import Harness
 from warehouses import Warehouse
@@ -80,23 +76,10 @@ def test_a_killed_run_is_resumed_by_the_next_without_loss_doubling_or_resubmissi
     target, settings = into_warehouse(warehouse)
     env = cli_env(sandbox, tmp_path, **settings)
     args = [*ARGS, *target]
-    doomed = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args, "--poll-interval", "30" if not point.settings else "0.05"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    poll = "30" if not point.settings else "0.05"
+    kill_when(
+        [*args, "--poll-interval", poll], env, tmp_path, lambda: point.moment(sandbox, tmp_path), point.settle
     )
-    try:
-        deadline = time.monotonic() + 90
-        while not point.moment(sandbox, tmp_path):
-            assert doomed.poll() is None, "the run finished before the kill point was reached"
-            assert time.monotonic() < deadline, "the kill point was never reached"
-            time.sleep(0.002)
-        time.sleep(point.settle)
-    finally:
-        doomed.send_signal(signal.SIGKILL)
-        doomed.wait()
     sandbox.clear_faults()
 
     resumed = run_cli([*args, "--poll-interval", "0.1"], env, tmp_path)

@@ -44,6 +44,7 @@ def test_help_lists_the_common_flags(tmp_path: Path) -> None:
         (["--start", "yesterday"], ["'yesterday'", "YYYY-MM-DD"]),
         (["--timezone", "Mars/Olympus_Mons"], ["'Mars/Olympus_Mons'", "IANA"]),
         (["--file-type", "json"], ["'json'", "csv", "xml"]),
+        (["--table-format", "iceberg"], ["table_format", "'iceberg'", "delta, parquet"]),
         (["--max-requests", "0"], ["max_requests", "at least 1"]),
     ],
 )
@@ -151,7 +152,7 @@ def test_dlt_settings_choose_the_dataset_and_destination(sandbox: Sandbox, tmp_p
     on_files = run_cli([*args, "--dataset", "lake_reports"], env, tmp_path)
     assert on_files.returncode == EXIT_OK, on_files.stderr
     assert "pipeline tikpay: filesystem dataset lake_reports" in on_files.stdout
-    assert any((files / "lake_reports" / "trips").glob("*.parquet"))
+    assert (files / "lake_reports" / "trips" / "_delta_log").is_dir()  # a Delta table, the default there
 
 
 def test_every_setting_with_a_flag_is_in_help_and_the_readme_table_is_the_declared_one(

@@ -62,17 +62,24 @@ def test_a_fresh_machine_restores_state_from_the_warehouse_and_continues(
 
 @pytest.mark.warehouses("filesystem")
 def test_on_plain_files_a_reloaded_window_is_appended_not_replaced(sandbox: Sandbox, tmp_path: Path) -> None:
-    """dlt cannot delete rows from plain Parquet files: merge falls back to append (a known gap).
+    """With ``table_format="parquet"`` dlt cannot delete rows: merge falls back to append (documented).
 
     Within one pipeline the connector never reloads a loaded window, so a daily load
     stays exact (the test above); only a second pipeline with no state, or a manual
     reload, doubles a window. This pins that behaviour so a dlt change is noticed.
     """
+    plain = {
+        "report_types": ["TAPS"],
+        "start_time": "2025-03-01",
+        "end_time": "2025-03-03",
+        "table_format": "parquet",
+    }
     first = Harness(sandbox, tmp_path, name="tikpay_a")
-    first.run(report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-03")
+    first.run(**plain)
     second = Harness(sandbox, tmp_path, name="tikpay_b", warehouse=first.warehouse)
-    second.run(report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-03")
+    second.run(**plain)
 
+    assert not second.warehouse.is_delta("taps")
     assert_exact(second, "TAPS", daily("2025-03-01", 2), times=2)
     # report_jobs is a history there too: each job's rows from both pipelines (and both steps of a run)
     history, jobs = second.query("SELECT count(*), count(DISTINCT job_id) FROM report_jobs_history")[0]
@@ -81,17 +88,22 @@ def test_on_plain_files_a_reloaded_window_is_appended_not_replaced(sandbox: Sand
 
 
 @pytest.mark.warehouses("filesystem")
-def test_files_are_parquet_that_any_reader_opens(harness: Harness) -> None:
-    harness.run(report_types=["TRIPS", "PAYMENTS"], start_time="2025-03-01", end_time="2025-03-02")
+def test_plain_files_are_parquet_that_any_reader_opens(harness: Harness) -> None:
+    harness.run(
+        report_types=["TRIPS", "PAYMENTS"],
+        start_time="2025-03-01",
+        end_time="2025-03-02",
+        table_format="parquet",
+    )
 
     assert isinstance(harness.warehouse, FilesystemWarehouse)
     for report_type in ("TRIPS", "PAYMENTS"):
         files = harness.warehouse.files(REPORT_TABLES[report_type])
-        assert files and {f.suffix for f in files} == {".parquet"}
+        assert files and {Path(f).suffix for f in files} == {".parquet"}
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         assert rows == harness.sandbox.count_rows(report_type, *daily("2025-03-01", 1)[0])
     jobs = harness.warehouse.files("report_jobs")
-    assert jobs and {f.suffix for f in jobs} == {".parquet"}
+    assert jobs and {Path(f).suffix for f in jobs} == {".parquet"}
     card = pq.read_table(harness.warehouse.files("trips")[0], columns=["card_id"]).column(0)
     assert str(card.type) == "string" and all(len(c) == 16 for c in card.to_pylist() if c)  # zeros kept
 
@@ -115,7 +127,7 @@ def test_the_script_loads_into_postgres_with_one_flag(
     assert "views: skipped daily_revenue: table payments is not loaded yet" in result.stderr
 
 
-def test_the_script_writes_parquet_files_with_one_setting(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_the_script_writes_delta_tables_with_one_setting(sandbox: Sandbox, tmp_path: Path) -> None:
     target = FilesystemWarehouse(tmp_path / "lake")
     env = cli_env(
         sandbox,
@@ -128,7 +140,7 @@ def test_the_script_writes_parquet_files_with_one_setting(sandbox: Sandbox, tmp_
 
     assert result.returncode == EXIT_OK, result.stderr
     assert "pipeline tikpay: filesystem dataset tikpay_data" in result.stdout
-    assert {f.suffix for f in target.files("taps")} == {".parquet"}
+    assert target.is_delta("taps") and target.is_delta("report_jobs")
     assert target.query("SELECT count(*) FROM taps") == [
         (sandbox.count_rows("TAPS", *daily("2025-03-01", 1)[0]),)
     ]

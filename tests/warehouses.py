@@ -1,25 +1,34 @@
 """Where an end-to-end test loads, and how it reads back what landed there.
 
-The same test runs into a DuckDB file, a schema of a real PostgreSQL server, and a folder
-of Parquet files written by dlt's ``filesystem`` destination. Each warehouse answers the
-tests' SQL (DuckDB's dialect, as the tests were written for it) where the data lives:
-DuckDB and PostgreSQL run it on their own engine, the files are read by DuckDB.
+The same test runs into a DuckDB file, a schema of a real PostgreSQL server, and dlt's
+``filesystem`` destination (Delta tables by default) in a local folder and on an S3 API
+server on loopback. Each warehouse answers the tests' SQL (DuckDB's dialect, as the tests
+were written for it) where the data lives: DuckDB and PostgreSQL run it on their own
+engine, the lake's tables are read through Arrow and queried by DuckDB.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import dlt
 import duckdb
+import fsspec
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
 
 from tikpay_source.settings import DATASET_NAME, JOBS_TABLE
 
-KINDS: tuple[str, ...] = ("duckdb", "postgres", "filesystem")
+KINDS: tuple[str, ...] = ("duckdb", "postgres", "filesystem", "s3")
 # the PostgreSQL server the tests (and the benchmark's smoke test) load into
 POSTGRES_DSN_VARIABLE = "TIKPAY_TEST_POSTGRES"
 DUCKDB_WINDOW_TEXT = "strftime({column}, '%Y-%m-%dT%H:%M:%S')"
@@ -134,10 +143,16 @@ LATEST_JOB_ROWS = (
     "(PARTITION BY job_id ORDER BY updated_at DESC, _dlt_load_id DESC) AS _rank FROM {history}) "
     "WHERE _rank = 1"
 )
+DELTA_LOG = "_delta_log"
 
 
 class FilesystemWarehouse(Warehouse):
-    """Parquet files under ``bucket/dataset/table/``, read with DuckDB the way a lakehouse tool would."""
+    """dlt's ``filesystem`` destination in a local folder: Delta tables, or plain Parquet files.
+
+    Read the way a lakehouse tool would: a Delta table through ``deltalake``'s Arrow dataset
+    (its log says which Parquet files are live; globbing them would count removed ones),
+    plain files and dlt's JSON-lines bookkeeping file by file, all queried with DuckDB.
+    """
 
     kind = "filesystem"
     loader_file_format = "parquet"
@@ -146,52 +161,155 @@ class FilesystemWarehouse(Warehouse):
         self.bucket = bucket
 
     @property
-    def folder(self) -> Path:
-        return self.bucket / self.dataset
+    def bucket_url(self) -> str:
+        return self.bucket.as_uri()
+
+    @property
+    def folder(self) -> str:
+        """The dataset's folder, as the file system below names it."""
+        return f"{self.bucket}/{self.dataset}"
 
     def destination(self) -> Any:
-        return dlt.destinations.filesystem(self.bucket.as_uri())
+        return dlt.destinations.filesystem(self.bucket_url)
 
-    def files(self, table: str) -> list[Path]:
-        """The data files of one table (dlt keeps its own state tables as JSON lines)."""
-        folder = self.folder / table
-        return (
-            sorted(p for p in folder.glob("*") if p.suffix in (".parquet", ".jsonl"))
-            if folder.is_dir()
-            else []
+    def filesystem(self) -> Any:
+        """An fsspec file system over the bucket."""
+        return fsspec.filesystem("file")
+
+    def storage_options(self) -> dict[str, str]:
+        """``deltalake``'s options for the bucket (none for a local folder)."""
+        return {}
+
+    def table_uri(self, table: str) -> str:
+        return f"{self.bucket_url}/{self.dataset}/{table}"
+
+    def is_delta(self, table: str) -> bool:
+        return bool(self.filesystem().exists(f"{self.folder}/{table}/{DELTA_LOG}"))
+
+    def delta_table(self, table: str) -> Any:
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.table_uri(table), storage_options=self.storage_options())
+
+    def files(self, table: str) -> list[str]:
+        """The data files of a plain table (dlt keeps its own state tables as JSON lines)."""
+        fs = self.filesystem()
+        folder = f"{self.folder}/{table}"
+        if not fs.isdir(folder):
+            return []
+        return sorted(f for f in fs.ls(folder, detail=False) if f.endswith((".parquet", ".jsonl")))
+
+    def tables(self) -> list[str]:
+        fs = self.filesystem()
+        if not fs.isdir(self.folder):
+            return []
+        return sorted(
+            p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(self.folder, detail=False) if fs.isdir(p)
         )
 
     def table_exists(self, table: str) -> bool:
-        return bool(self.files(table))
+        return self.is_delta(table) or bool(self.files(table))
+
+    def arrow(self, table: str) -> Any:
+        """The table as Arrow data (a Delta table's live rows; every file of a plain table)."""
+        if self.is_delta(table):
+            return self.delta_table(table).to_pyarrow_dataset()
+        files, fs = self.files(table), self.filesystem()
+        if files[0].endswith(".parquet"):
+            schema = pa.unify_schemas([pq.read_schema(fs.open(f)) for f in files])
+            return pads.dataset(files, filesystem=fs, schema=schema, format="parquet")
+        return pa.concat_tables([read_jsonl(fs.cat_file(f)) for f in files], promote_options="permissive")
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with duckdb.connect() as con:
-            for folder in sorted(self.folder.iterdir()) if self.folder.is_dir() else []:
-                files = self.files(folder.name)
-                if not files:
+            for table in self.tables():
+                if not self.table_exists(table):
                     continue
-                reader = "read_parquet" if files[0].suffix == ".parquet" else "read_json_auto"
-                source = f"{reader}([{', '.join(repr(str(f)) for f in files)}], union_by_name = true)"
-                if folder.name == JOBS_TABLE:
-                    con.execute(f"CREATE VIEW {JOBS_TABLE}_history AS SELECT * FROM {source}")
-                    con.execute(
-                        f"CREATE VIEW {JOBS_TABLE} AS "
-                        + LATEST_JOB_ROWS.format(history=f"{JOBS_TABLE}_history")
-                    )
-                else:
-                    con.execute(f'CREATE VIEW "{folder.name}" AS SELECT * FROM {source}')
+                name = f"{table}_history" if table == JOBS_TABLE and not self.is_delta(table) else table
+                con.register(name, self.arrow(table))
+                if name != table:
+                    con.execute(f"CREATE VIEW {JOBS_TABLE} AS " + LATEST_JOB_ROWS.format(history=name))
             return con.execute(sql).fetchall()
 
 
-def make_warehouse(kind: str, where: Path, postgres_dsn: str | None = None) -> Warehouse:
-    """A fresh location of ``kind`` keyed by the directory ``where`` (so two directories never share one)."""
+def read_jsonl(data: bytes) -> pa.Table:
+    """dlt's JSON-lines files (gzipped unless configured otherwise) as an Arrow table."""
+    return pajson.read_json(io.BytesIO(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data))
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3 API on loopback (moto's server) and a bucket in it, for the ``s3`` warehouses."""
+
+    endpoint_url: str
+    bucket: str
+    key: str = field(default="testing", repr=False)
+    secret: str = field(default="testing", repr=False)
+    region: str = "us-east-1"
+
+
+class S3Warehouse(FilesystemWarehouse):
+    """The ``filesystem`` destination on an S3 API server: a prefix of its own in the shared bucket."""
+
+    kind = "s3"
+
+    def __init__(self, server: S3Server, key: Path) -> None:
+        self.server = server
+        self.prefix = "tikpay-" + hashlib.sha1(str(key).encode()).hexdigest()[:12]
+
+    @property
+    def bucket_url(self) -> str:
+        return f"s3://{self.server.bucket}/{self.prefix}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.server.bucket}/{self.prefix}/{self.dataset}"
+
+    def destination(self) -> Any:
+        credentials = {
+            "aws_access_key_id": self.server.key,
+            "aws_secret_access_key": self.server.secret,
+            "endpoint_url": self.server.endpoint_url,
+            "region_name": self.server.region,
+        }
+        return dlt.destinations.filesystem(self.bucket_url, credentials=credentials)
+
+    def filesystem(self) -> Any:
+        return fsspec.filesystem(
+            "s3",
+            key=self.server.key,
+            secret=self.server.secret,
+            endpoint_url=self.server.endpoint_url,
+            client_kwargs={"region_name": self.server.region},
+            use_listings_cache=False,
+        )
+
+    def storage_options(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.server.key,
+            "AWS_SECRET_ACCESS_KEY": self.server.secret,
+            "AWS_ENDPOINT_URL": self.server.endpoint_url,
+            "AWS_REGION": self.server.region,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+
+def make_warehouse(kind: str, where: Path, service: Any = None) -> Warehouse:
+    """A fresh location of ``kind`` keyed by the directory ``where`` (so two directories never share one).
+
+    ``service`` is the server the kind needs: the PostgreSQL DSN, or the :class:`S3Server`.
+    """
     if kind == "duckdb":
         where.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
         return DuckDBWarehouse(where / "tikpay.duckdb")
     if kind == "postgres":
-        if not postgres_dsn:
+        if not service:
             raise ValueError("a postgres warehouse needs the postgres_dsn fixture")
-        return PostgresWarehouse(postgres_dsn, where)
+        return PostgresWarehouse(service, where)
     if kind == "filesystem":
         return FilesystemWarehouse(where / "files")
+    if kind == "s3":
+        if not isinstance(service, S3Server):
+            raise ValueError("an s3 warehouse needs the s3_server fixture")
+        return S3Warehouse(service, where)
     raise ValueError(f"unknown warehouse kind {kind!r}; one of {KINDS}")

@@ -39,6 +39,7 @@ from tikpay_source.errors import (
     TikpayError,
 )
 from tikpay_source.handover import FileHandover
+from tikpay_source.lake import DeltaWindows, one_row_per_job, use_delta_for_jobs, uses_delta
 from tikpay_source.outcome import RunSummary, run_summary
 from tikpay_source.runner import ReportJobRunner
 from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES
@@ -65,7 +66,7 @@ def _tikpay(**settings: Any) -> list[DltResource]:
     config = build_config(**settings)
     handover = FileHandover(config.timezone.key)
     jobs = report_jobs(config, handover)
-    tables = [report_table(report_type, jobs, handover) for report_type in REPORT_TYPES]
+    tables = [report_table(report_type, jobs, handover, config) for report_type in REPORT_TYPES]
     for report_type, table in zip(REPORT_TYPES, tables, strict=True):
         table.selected = report_type in config.report_types  # report_types is the shortcut to selecting
     return [jobs, *tables]
@@ -98,21 +99,35 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
 
     The report types it submits are those whose table's resource is selected. The
     connector's state (see :mod:`tikpay_source.state`) is committed with the rows it describes.
+    On Delta tables (see :mod:`tikpay_source.lake`) the table gets one row per job and run.
     """
     try:
-        selected = dlt.current.source().selected_resources
+        resources = dlt.current.source().resources
+        selected = resources.selected
     except DltException:  # iterated on its own, outside a source: no table can take the rows
-        selected = {}
+        resources, selected = None, {}
+    delta = uses_delta(config.table_format)  # before any request: a missing extra costs no quota
     report_types = selected_report_types(REPORT_TYPES, selected)
     state = RunState(dlt.current.source_state(), config.file_type)
     runner = ReportJobRunner(config, state, handover, report_types, retry_failed=config.retry_failed)
-    yield from runner.run()
+    if not delta:
+        yield from runner.run()
+        return
+    if resources is not None:
+        use_delta_for_jobs(resources[JOBS_TABLE])
+    yield from one_row_per_job(runner.run())
 
 
-def report_table(report_type: str, jobs: DltResource, handover: FileHandover) -> DltResource:
+def report_table(
+    report_type: str, jobs: DltResource, handover: FileHandover, config: TikpayConfig
+) -> DltResource:
     """The resource of one report table: the rows of the files ``jobs`` hands over for ``report_type``."""
+    delta_windows = DeltaWindows()
 
     def rows(job: dict[str, Any]) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
-        yield from handover.stream(job, report_type)
+        items = handover.stream(job, report_type)  # Arrow batches, or one CSV file to import
+        if uses_delta(config.table_format):
+            items = delta_windows.batches(job["window_start"], items)
+        yield from items
 
     return dlt.transformer(rows, data_from=jobs, name=REPORT_TABLES[report_type], **REPORT_HINTS)

@@ -26,10 +26,12 @@ from tikpay_source.settings import (
     DEFAULT_MAX_WAIT_SECONDS,
     DEFAULT_MAX_WINDOW,
     DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_TABLE_FORMAT,
     DEFAULT_TIMEZONE,
     DEFAULT_WINDOW,
     FILE_TYPES,
     REPORT_TYPES,
+    TABLE_FORMATS,
     TOKEN_AUTH_METHODS,
     TOKEN_URL_TEMPLATE,
 )
@@ -67,6 +69,7 @@ class TikpayConfig:
     max_retry_wait: float
     ledger_dir: Path | None
     retry_failed: bool = False
+    table_format: str = DEFAULT_TABLE_FORMAT
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,10 @@ OPTIONS: tuple[Option, ...] = (
            "`~/.dlt/tikpay` (dlt's data dir)"),
     Option("retry_failed", False, bool, "give windows that failed repeatedly a fresh set of attempts", "`false`",
            flag="--retry-failed"),
+    Option("table_format", DEFAULT_TABLE_FORMAT, str,
+           "on the `filesystem` destination: `delta` tables (a reloaded window replaces its rows; "
+           "`pip install -e \".[delta]\"`) or `parquet` (plain files, append-only: a reloaded window is doubled)",
+           f"`{DEFAULT_TABLE_FORMAT}`", flag="--table-format"),
 )  # fmt: skip
 
 DEFAULTS: dict[str, Any] = {option.name: option.default for option in OPTIONS}
@@ -245,6 +252,7 @@ def build_config(**settings: Any) -> TikpayConfig:
         max_retry_wait=_positive(raw["max_retry_wait"], "max_retry_wait", allow_zero=True),
         ledger_dir=Path(raw["ledger_dir"]) if raw["ledger_dir"] else None,
         retry_failed=bool(raw["retry_failed"]),
+        table_format=_choice(raw["table_format"], TABLE_FORMATS, "table_format", normalise="lower"),
     )
 
 

@@ -42,7 +42,12 @@ from tikpay_source.column_types import (
 )
 from tikpay_source.errors import LineTooLong, ReportFileError
 from tikpay_source.file_errors import LINE_TOO_LONG, file_problem
-from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG, READER_MAX_LINE_BYTES
+from tikpay_source.settings import (
+    BATCH_ROWS,
+    READER_DUCKDB_CONFIG,
+    READER_LONG_LINE_DUCKDB_CONFIG,
+    READER_MAX_LINE_BYTES,
+)
 from tikpay_source.xml_reports import xml_to_csv
 
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
@@ -171,7 +176,14 @@ def open_report(
             return _open_csv(read_path, timezone, batch_rows, known_types, scratch, path if discard else None)
         except LineTooLong:  # a legal long field: read again with room for it
             return _open_csv(
-                read_path, timezone, batch_rows, known_types, scratch, path if discard else None, _LONG_LINES
+                read_path,
+                timezone,
+                batch_rows,
+                known_types,
+                scratch,
+                path if discard else None,
+                _LONG_LINES,
+                READER_LONG_LINE_DUCKDB_CONFIG,
             )
     except BaseException:
         if scratch is not None:
@@ -218,6 +230,7 @@ def _open_csv(
     scratch: tempfile.TemporaryDirectory[str] | None,
     discard: Path | None,
     options: str = "",
+    duckdb_config: dict[str, object] = READER_DUCKDB_CONFIG,
 ) -> ReportFile:
     """Read every value as text once to decide the columns' types; the read that follows streams.
 
@@ -225,7 +238,7 @@ def _open_csv(
     into rows, so a malformed file fails here, before a single row is handed to dlt, and
     the read that follows casts only values already known to fit.
     """
-    con = duckdb.connect(config=READER_DUCKDB_CONFIG)
+    con = duckdb.connect(config=duckdb_config)
     try:
         header = _header(path)
         names = column_names(header)

@@ -59,6 +59,9 @@ BATCH_ROWS = 100_000
 # 128 MB keeps the whole-file type sniffing and the read at the same ceiling for 1 and 5
 # million rows.
 READER_DUCKDB_CONFIG = {"threads": 2, "memory_limit": "128MB"}
+# A file read again for its long lines (READER_MAX_LINE_BYTES) needs DuckDB buffers of about
+# 16x that size: the rare retry gets this much room instead.
+READER_LONG_LINE_DUCKDB_CONFIG = READER_DUCKDB_CONFIG | {"memory_limit": "512MB"}
 # DuckDB refuses a CSV line longer than its 2,000,000-byte default; a legal export may hold
 # a field of several megabytes. A file that hits the default is read again with this limit
 # (only then: DuckDB reads ahead in proportion to it); a longer line fails
@@ -111,6 +114,14 @@ REPORT_TABLES: dict[str, str] = {
 JOB_ID_COLUMN = "_tikpay_job_id"
 WINDOW_START_COLUMN = "_tikpay_window_start"
 WINDOW_END_COLUMN = "_tikpay_window_end"
+# On Delta tables only: the row's place in its window's file, with the window start its primary key.
+ROW_NUMBER_COLUMN = "_tikpay_row"
+
+# Table formats on dlt's filesystem destination: Delta tables replace a reloaded window's rows;
+# plain Parquet files can only be appended to.
+TABLE_FORMATS: tuple[str, ...] = ("delta", "parquet")
+DEFAULT_TABLE_FORMAT = "delta"
+DELTA_EXTRA = '".[delta]"'  # the pip extra that brings deltalake
 
 # Exit codes of pipelines/tikpay.py, documented in the README.
 EXIT_OK = 0

@@ -144,23 +144,16 @@ class RunState:
 
     def owed(self, report_types: Iterable[str] | None = None) -> list[Entry]:
         """Entries waiting for a submission, oldest window first across report types."""
-        chosen = set(report_types) if report_types is not None else None
-        waiting = [
-            e
-            for e in self.entries.values()
-            if e.status == OWED and (chosen is None or e.window.report_type in chosen)
-        ]
-        return sorted(waiting, key=lambda e: (e.window.start, e.window.report_type))
+        return self._with_status((OWED,), report_types)
 
     def in_flight(self, report_types: Iterable[str] | None = None) -> list[Entry]:
         """Entries whose job is alive (or whose submission is unknown), oldest first."""
-        chosen = set(report_types) if report_types is not None else None
-        live = [
-            e
-            for e in self.entries.values()
-            if e.status in _LIVE and (chosen is None or e.window.report_type in chosen)
-        ]
-        return sorted(live, key=lambda e: (e.window.start, e.window.report_type))
+        return self._with_status(_LIVE, report_types)
+
+    def _with_status(self, statuses: tuple[str, ...], report_types: Iterable[str] | None) -> list[Entry]:
+        chosen = set(report_types) if report_types is not None else set(REPORT_TABLES)
+        found = [e for e in self.entries.values() if e.status in statuses and e.window.report_type in chosen]
+        return sorted(found, key=lambda e: (e.window.start, e.window.report_type))
 
     def gave_up(self) -> list[Entry]:
         return sorted((e for e in self.entries.values() if e.status == GAVE_UP), key=lambda e: e.window)

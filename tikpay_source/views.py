@@ -13,7 +13,8 @@ view turns them back into the wall-clock date of the zone the API reported in
 nothing to keep: the report tables stay the single copy of the data.
 
 The SQL is one text for DuckDB (MotherDuck) and PostgreSQL; other destinations, and the
-``filesystem`` destination, which has no engine to keep a view, get a log line instead.
+``filesystem`` destination, which has no engine to keep a view, get a log line instead
+(on a lake, :func:`lake_queries` gives the same SELECTs to run over its Delta tables).
 A view whose table or column has not been loaded (report types not requested, a column
 the export dropped) is skipped with a line saying what is missing; the others are made.
 """
@@ -123,6 +124,16 @@ def render(view: View, zone: str, qualify: Any) -> str:
     for table in view.needs:
         sql = sql.replace("{" + table + "}", qualify(table))
     return sql
+
+
+def lake_queries(zone: str) -> dict[str, str]:
+    """Each view's SELECT over unqualified table names, for an engine reading a lake's tables.
+
+    The ``filesystem`` destination has no engine to keep a view; DuckDB over the Delta
+    tables (``deltalake``'s Arrow datasets registered under the table names, see
+    docs/warehouses.md) runs these and gets the warehouses' daily figures.
+    """
+    return {view.name: render(view, zone, str) for view in VIEWS}
 
 
 def operator_zone(client: Any) -> str | None:

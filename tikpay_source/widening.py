@@ -13,8 +13,9 @@ the column's recorded format (not a UTC rendering), a date its format, a boolean
 recorded case, a decimal its digits at the column's scale (which is every value's own
 scale, see :mod:`tikpay_source.column_types`).
 
-DuckDB, MotherDuck and PostgreSQL are supported; on ``filesystem`` each file keeps the
-types it was written with. On any other destination the window fails with the statement
+DuckDB, MotherDuck and PostgreSQL are supported; on ``filesystem`` each Parquet file keeps
+the types it was written with (a Delta table has one schema: as on other destinations,
+its window fails naming the column). On any other destination the window fails with the statement
 to run by hand (see docs/warehouses.md).
 """
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import dlt
 
 from tikpay_source.column_types import BOOL, BOOL_STYLES, DATE, DECIMAL, TEXT, TIMESTAMP, ColumnType
 from tikpay_source.errors import ReportFileError
@@ -47,8 +50,11 @@ FILES_KEEP_TYPES = ("filesystem",)
 def widen_columns(pipeline: Any, table: str, changes: Sequence[Change], zone: str) -> None:
     """Alter ``changes`` in the destination table; raises :class:`ReportFileError` where it cannot."""
     destination = pipeline.destination.destination_name
-    if destination in FILES_KEEP_TYPES or not changes:
+    delta = dlt.current.source_schema().tables.get(table, {}).get("table_format") == "delta"
+    if (destination in FILES_KEEP_TYPES and not delta) or not changes:
         return
+    if delta:
+        destination = "Delta tables"
     if destination not in (*_DUCKDB_LIKE, "postgres"):
         name, before, after = changes[0]
         raise ReportFileError(
