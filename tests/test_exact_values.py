@@ -26,7 +26,7 @@ from tikpay_source.settings import EXIT_OK, EXIT_WINDOWS_FAILED, FORMAT_HINT, MA
 ONE_DAY = {"start_time": "2025-03-01", "end_time": "2025-03-02"}
 ZONE = "Australia/Sydney"
 
-# column -> (its values, the dlt type it must load as, the format that gives the text back)
+# column -> (its values, the dlt type it must load as)
 CASES: dict[str, tuple[list[str], str]] = {
     "id": (["1", "2", "3"], "bigint"),
     "hex": (["0x10", "0x1F", "0xff"], "text"),

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from tikpay_source.errors import ApiError
+from tikpay_source.errors import ApiError, ConfigError
+from tikpay_source.windows import parse_local
 
 # Job statuses of the public reference; any other value is an answer the connector cannot use.
 COMPLETE = "COMPLETE"
@@ -69,12 +70,20 @@ class ApiJob:
         )
 
 
-def job_seconds(job: ApiJob, zone: ZoneInfo) -> float | None:
-    """How long a job took at Tikpay, ``createdAt`` to ``completedAt`` (local times in the operator's zone)."""
+def local_instant(text: str | None, zone: ZoneInfo) -> datetime | None:
+    """One of the API's local times (``2025-03-01T04:00:00``) as an aware datetime; None if absent or odd."""
+    if not text:
+        return None
     try:
-        created = datetime.fromisoformat(job.created_at or "").replace(tzinfo=zone)
-        completed = datetime.fromisoformat(job.completed_at or "").replace(tzinfo=zone)
-    except ValueError:
+        return parse_local(text).replace(tzinfo=zone)
+    except ConfigError:
+        return None
+
+
+def job_duration(job: ApiJob, zone: ZoneInfo) -> float | None:
+    """How long a job took at Tikpay in seconds, ``createdAt`` to ``completedAt``, if both are known."""
+    created, completed = local_instant(job.created_at, zone), local_instant(job.completed_at, zone)
+    if created is None or completed is None:
         return None
     seconds = (completed.astimezone(timezone.utc) - created.astimezone(timezone.utc)).total_seconds()
     return seconds if seconds >= 0 else None

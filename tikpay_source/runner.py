@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_seconds
+from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_duration
 from tikpay_source.budget import RequestBudget, RunPlan, plan_run
 from tikpay_source.client import TikpayClient
 from tikpay_source.config import TikpayConfig
@@ -238,8 +238,8 @@ class ReportJobRunner:
         """Remember how long this run's finished jobs took, per report type, to time later polls."""
         ours = {e.job_id: e.window.report_type for e in self.state.in_flight(self.report_types)}
         for job in jobs:
-            if job.job_id in ours and job.job_id not in self._timed and job.created_at and job.completed_at:
-                seconds = job_seconds(job, self.config.timezone)
+            if job.job_id in ours and job.job_id not in self._timed:
+                seconds = job_duration(job, self.config.timezone)
                 if seconds is not None:
                     self.state.observe_job(ours[job.job_id], seconds)
                     self._timed.add(job.job_id)

@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from tikpay_source.api import IN_PROGRESS, ApiJob
-from tikpay_source.errors import ConfigError
+from tikpay_source.api import IN_PROGRESS, ApiJob, local_instant
 from tikpay_source.settings import (
     JOB_ID_COLUMN,
     REPORT_TABLES,
@@ -25,7 +24,7 @@ from tikpay_source.settings import (
     WINDOW_START_COLUMN,
 )
 from tikpay_source.state import Entry
-from tikpay_source.windows import Window, parse_local
+from tikpay_source.windows import Window
 
 JOB_COLUMNS: dict[str, dict[str, Any]] = {
     "job_id": {"data_type": "text", "nullable": False},
@@ -76,16 +75,6 @@ def selected_report_types(report_types: Iterable[str], selected_resources: Itera
     return tuple(rt for rt in report_types if REPORT_TABLES[rt] in chosen)
 
 
-def _aware(local: str | None, zone: ZoneInfo) -> datetime | None:
-    """An API local time as an aware datetime in the operator's zone (None stays None)."""
-    if not local:
-        return None
-    try:
-        return parse_local(local).replace(tzinfo=zone)
-    except ConfigError:
-        return None
-
-
 def job_row(
     entry: Entry,
     zone: ZoneInfo,
@@ -105,9 +94,9 @@ def job_row(
         "status": job.status if job else IN_PROGRESS,
         "load_status": load_status,
         "timezone": (job.timezone if job and job.timezone else zone.key),
-        "created_at": _aware(job.created_at, zone) if job else None,
-        "completed_at": _aware(job.completed_at, zone) if job else None,
-        "expires_at": _aware(job.expires_at, zone) if job else None,
+        "created_at": local_instant(job.created_at, zone) if job else None,
+        "completed_at": local_instant(job.completed_at, zone) if job else None,
+        "expires_at": local_instant(job.expires_at, zone) if job else None,
         "rows_loaded": rows_loaded,
         "file_size_bytes": file_size,
         "attempt": entry.attempts,
