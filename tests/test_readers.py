@@ -32,6 +32,7 @@ from tikpay_source.sandbox import (
     Fault,
     Sandbox,
 )
+from tikpay_source.settings import TYPING_SAMPLE_ROWS
 
 DAY = ("2025-03-01T00:00:00", "2025-03-02T00:00:00")
 DST_FALL_BACK_DAY = ("2025-04-06T00:00:00", "2025-04-07T00:00:00")  # Australia/Sydney: 25 hours
@@ -558,3 +559,34 @@ def test_a_kept_column_widens_to_what_the_file_needs_and_keeps_every_value(
         ]
     finally:
         report.close()
+
+
+def test_a_value_after_the_typing_sample_that_breaks_a_type_keeps_the_column_text(tmp_path: Path) -> None:
+    """The sample of the first rows only rules types out; every row still decides the column."""
+    rows = TYPING_SAMPLE_ROWS + 1
+    columns = {
+        "late_word": ["7"] * (rows - 1) + ["seven"],  # a number until the last row
+        "late_flag": ["true"] * (rows - 1) + ["yes"],
+        "late_date": ["2025-03-01"] * (rows - 1) + ["2025-02-30"],  # not a real day
+        "early_word": ["seven"] + ["7"] * (rows - 1),
+        "late_number": [""] * (rows - 1) + ["8"],  # no value in the sample: every type stays possible
+        "number": [str(i) for i in range(rows)],
+    }
+    path = tmp_path / "late.csv"
+    lines = [",".join(columns), *(",".join(v[i] for v in columns.values()) for i in range(rows))]
+    path.write_text("\r\n".join(lines) + "\r\n")
+
+    report = open_report(path, "csv", "UTC")
+    try:
+        kinds = {column.name: column.kind.kind if column.kind else None for column in report.columns}
+    finally:
+        report.close()
+
+    assert kinds == {
+        "late_word": "text",
+        "late_flag": "text",
+        "late_date": "text",
+        "early_word": "text",
+        "late_number": "bigint",
+        "number": "bigint",
+    }

@@ -70,6 +70,20 @@ def test_last_end_advances_only_over_a_contiguous_loaded_prefix() -> None:
     assert [w.start.day for w in plan(RunState(state, "csv"), config())] == [3, 4]
 
 
+def test_the_state_says_which_windows_it_loaded_rows_of_below_last_end_or_out_of_order() -> None:
+    book = RunState({}, "csv")
+    plan(book, config())
+    first, second, third, fourth = sorted(book.entries.values(), key=lambda e: e.window)
+    assert not any(book.has_loaded(e.window) for e in (first, second, third, fourth))
+    book.loaded(first)
+    book.loaded(third)  # out of order
+    assert book.has_loaded(first.window) and book.has_loaded(third.window)
+    assert not book.has_loaded(second.window) and not book.has_loaded(fourth.window)
+    straddling = Window(third.window.start + timedelta(hours=12), fourth.window.end, "TRIPS")
+    assert book.has_loaded(straddling)  # overlaps day 3
+    assert not book.has_loaded(Window(third.window.start, third.window.end, "TAPS"))  # another table
+
+
 def test_a_known_job_missing_from_the_list_expired_and_its_window_is_submitted_again() -> None:
     book = RunState({}, "csv")
     plan(book, config(end_time="2025-03-02"))

@@ -41,6 +41,7 @@ from tikpay_source.errors import (
 from tikpay_source.handover import FileHandover
 from tikpay_source.lake import DeltaWindows, one_row_per_job, use_delta_for_jobs, uses_delta
 from tikpay_source.outcome import RunSummary, run_summary
+from tikpay_source.presence import TableWrites
 from tikpay_source.runner import ReportJobRunner
 from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES
 from tikpay_source.state import RunState
@@ -121,13 +122,24 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
 def report_table(
     report_type: str, jobs: DltResource, handover: FileHandover, config: TikpayConfig
 ) -> DltResource:
-    """The resource of one report table: the rows of the files ``jobs`` hands over for ``report_type``."""
+    """The resource of one report table: the rows of the files ``jobs`` hands over for ``report_type``.
+
+    On a warehouse a file's rows are appended where nothing of its window can be in the
+    table yet, else they replace the window's rows (see :mod:`tikpay_source.presence`); on
+    Delta tables a scoped merge replaces them (see :mod:`tikpay_source.lake`).
+    """
+    table = REPORT_TABLES[report_type]
     delta_windows = DeltaWindows()
+    writes = TableWrites(table)
 
     def rows(job: dict[str, Any]) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
-        items = handover.stream(job, report_type)  # Arrow batches, or one CSV file to import
+        handed = handover.claim(job, report_type)
+        if handed is None:
+            return
         if uses_delta(config.table_format):
-            items = delta_windows.batches(job["window_start"], items)
-        yield from items
+            yield from delta_windows.batches(job["window_start"], handover.stream(handed))
+        else:
+            disposition = writes.disposition(handed.window, handed.state_loaded_it)
+            yield from handover.stream(handed, disposition)  # Arrow batches, or one CSV file to import
 
-    return dlt.transformer(rows, data_from=jobs, name=REPORT_TABLES[report_type], **REPORT_HINTS)
+    return dlt.transformer(rows, data_from=jobs, name=table, **REPORT_HINTS)

@@ -138,20 +138,32 @@ def _decimal(digits: int, scale: int) -> ColumnType:
 
 # --- deciding a column's type from the file ------------------------------------------------
 #
-# Two cheap passes: the first computes, per column, string facts any value can be judged
-# by (number patterns, boolean words, the least and greatest value); the second, only for
-# columns whose least and greatest values are shaped like a date or timestamp format,
-# checks that every value has that shape and is a real date or time in that format. With every
-# field's width fixed by the shape, a value that parses is given back unchanged by the
-# format, so no round trip through text is needed.
+# Three cheap passes. A sample of the first rows rules candidates out: one value that is not
+# a plain number, not a boolean word or not shaped like a date settles that for the column.
+# The pass over every row then computes, per column, only the string facts its remaining
+# candidates are judged by (number patterns, boolean words, the least and greatest value).
+# The last, only for columns whose least and greatest values are shaped like a date or
+# timestamp format, checks that every value has that shape and is a real date or time in
+# that format. With every field's width fixed by the shape, a value that parses is given
+# back unchanged by the format, so no round trip through text is needed.
 
 _DIGITS = "0123456789"
 _FORMAT_WIDTHS = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2, "%g": 3, "%f": 6}
+_EVERY = "bool_and(coalesce({}, false)) FILTER (WHERE {c} IS NOT NULL)"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The types a column can still have after the sample: no value of it argued against them."""
+
+    number: bool = True
+    styles: tuple[bool, ...] = (True,) * len(BOOL_STYLES)
+    date: bool = True
 
 
 @dataclass(frozen=True)
 class ColumnFacts:
-    """What the first pass learnt of one column."""
+    """What the pass over every row learnt of one column."""
 
     values: int
     int_digits: int | None
@@ -166,15 +178,19 @@ class ColumnFacts:
     def formats(self) -> list[str]:
         """The date and timestamp formats the column's least and greatest values are shaped like.
 
-        Only a hint of which formats to check: the second pass checks every value.
+        Only a hint of which formats to check: the last pass checks every value.
         """
-        low, high = (value.translate(_AS_NINES) if value is not None else None for value in self.shapes)
-        if low is None or low != high:
-            return []
-        return [fmt for fmt in (*DATE_FORMATS, *TIMESTAMP_FORMATS) if _pattern(fmt, "9") == low]
+        return _formats_shaped_like(*self.shapes)
 
 
 _AS_NINES = str.maketrans(_DIGITS, "9" * len(_DIGITS))
+
+
+def _formats_shaped_like(low: str | None, high: str | None) -> list[str]:
+    low, high = (value.translate(_AS_NINES) if value is not None else None for value in (low, high))
+    if low is None or low != high:
+        return []
+    return [fmt for fmt in (*DATE_FORMATS, *TIMESTAMP_FORMATS) if _pattern(fmt, "9") == low]
 
 
 def _pattern(fmt: str, digit: str = "[0-9]") -> str:
@@ -191,47 +207,89 @@ def _pattern(fmt: str, digit: str = "[0-9]") -> str:
     return "".join(out)
 
 
-def _aggregates(c: str) -> list[str]:
-    """Per column: values, longest value, the decimal point's first and last position, scales, patterns.
+def _style_checks(c: str) -> list[str]:
+    return [_EVERY.format(f"{c} IN ('{t}', '{f}')", c=c) for t, f in BOOL_STYLES.values()]
+
+
+def sample_sql(columns: Sequence[str], source: str, rows: int) -> str:
+    """The sample's pass over the first ``rows`` rows of ``source``; :func:`read_candidates` reads its row."""
+    exprs = [
+        e
+        for c in columns
+        for e in (
+            _EVERY.format(f"regexp_full_match({c}, '{_NUMBER}')", c=c),
+            *_style_checks(c),
+            f"min({c})",
+            f"max({c})",
+        )
+    ]
+    return f"SELECT {', '.join(exprs)} FROM (SELECT * FROM {source} LIMIT {rows})"
+
+
+def read_candidates(row: Sequence[Any], count: int) -> list[Candidates]:
+    """Each column's candidates; a column with no value in the sample keeps them all."""
+    width = 3 + len(BOOL_STYLES)
+    found = []
+    for i in range(count):
+        number, *styles, low, high = row[i * width : (i + 1) * width]
+        date = low is None or bool(_formats_shaped_like(low, high))
+        found.append(Candidates(number is not False, tuple(fit is not False for fit in styles), date))
+    return found
+
+
+def _aggregates(c: str, can: Candidates) -> list[str]:
+    """Per column: values, then what its candidates need: for a number its longest value, the decimal
+    point's first and last position, scales and pattern; each boolean style; the least and greatest value.
 
     Lengths over-count a sign by one digit, which can only make the precision chosen larger.
+    A conjunction inside FILTER is evaluated only as far as it stays true.
     """
-    every = "bool_and(coalesce({}, false)) FILTER (WHERE {c} IS NOT NULL)"
-    return [
-        f"count({c})",
+    number = [
         f"max(length({c}))",
         f"min(strpos({c}, '.'))",
         f"max(strpos({c}, '.'))",
         f"max(length({c}) - strpos({c}, '.'))",
         f"min(length({c}) - strpos({c}, '.'))",
-        every.format(f"regexp_full_match({c}, '{_NUMBER}')", c=c),
-        f"bool_or(starts_with({c}, '-0') AND ltrim({c}, '-0.') = '')",  # a number type would drop the sign
-        *(every.format(f"{c} IN ('{t}', '{f}')", c=c) for t, f in BOOL_STYLES.values()),
-        f"min({c})",
-        f"max({c})",
+        _EVERY.format(f"regexp_full_match({c}, '{_NUMBER}')", c=c),
+        f"count(*) FILTER (WHERE starts_with({c}, '-0') AND ltrim({c}, '-0.') = '')",  # a number drops the sign
+    ]
+    styles = [check for check, fit in zip(_style_checks(c), can.styles, strict=True) if fit]
+    return [
+        f"count({c})",
+        *(number if can.number else []),
+        *styles,
+        *((f"min({c})", f"max({c})") if can.date else ()),
     ]
 
 
-def facts_sql(columns: Sequence[str], source: str) -> str:
-    """The first pass over ``source`` (every column as text); :func:`read_facts` reads its one row."""
-    exprs = ["count(*)"] + [e for column in columns for e in _aggregates(column)]
+def facts_sql(columns: Sequence[str], source: str, candidates: Sequence[Candidates]) -> str:
+    """The pass over every row of ``source`` (every column as text); :func:`read_facts` reads its one row."""
+    exprs = ["count(*)"] + [
+        e for c, can in zip(columns, candidates, strict=True) for e in _aggregates(c, can)
+    ]
     return f"SELECT {', '.join(exprs)} FROM {source}"
 
 
-def read_facts(row: Sequence[Any], count: int) -> tuple[int, list[ColumnFacts]]:
+def read_facts(row: Sequence[Any], candidates: Sequence[Candidates]) -> tuple[int, list[ColumnFacts]]:
     """The row count and each column's facts."""
-    width = len(_aggregates("c"))
+    cells = iter(row[1:])
     facts = []
-    for i in range(count):
-        values, longest, first_point, last_point, high, low, number, negative_zero, *rest = row[
-            1 + i * width : 1 + (i + 1) * width
-        ]
-        styles, shapes = tuple(rest[: len(BOOL_STYLES)]), tuple(rest[len(BOOL_STYLES) :])
-        number = bool(number) and not negative_zero
+    for can in candidates:
+        values = next(cells)
+        if can.number:
+            longest, first_point, last_point, high, low, number, negative_zeros = (
+                next(cells) for _ in range(7)
+            )
+            number = bool(number) and not negative_zeros
+        else:
+            longest = first_point = last_point = high = low = None
+            number = False
         integer = number and last_point == 0
         decimal = number and first_point > 0  # every value has a point (none is an integer)
         digits = (last_point - 1) if decimal else longest
-        facts.append(ColumnFacts(values, digits, high, low, integer, decimal, styles, shapes))  # type: ignore[arg-type]
+        styles = tuple(bool(next(cells)) if fit else False for fit in can.styles)
+        shapes = (next(cells), next(cells)) if can.date else (None, None)
+        facts.append(ColumnFacts(values, digits, high, low, integer, decimal, styles, shapes))
     return row[0], facts
 
 

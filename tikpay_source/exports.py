@@ -28,6 +28,7 @@ import pyarrow as pa
 from dlt.common.destination.configuration import CsvFormatConfiguration
 from dlt.common.normalizers.naming import NamingConvention
 from dlt.common.pipeline import current_pipeline
+from dlt.extract.hints import TResourceHints
 from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.readers import ReportFile
@@ -79,12 +80,18 @@ def csv_file_delimiter() -> str | None:
 
 
 def csv_file_items(
-    report: ReportFile, window: Window, job_id: str, timezone: str, delimiter: str
+    report: ReportFile,
+    window: Window,
+    job_id: str,
+    timezone: str,
+    delimiter: str,
+    hints: TResourceHints | None = None,
 ) -> Iterator[DataItemWithMeta]:
     """Write ``report`` with its tag columns to a CSV file and yield it to dlt as a file to import.
 
     The file is written next to the pipeline's own files, so dlt takes it into the load
-    package by a hard link, not a copy; it is gone once dlt has it.
+    package by a hard link, not a copy; it is gone once dlt has it. ``hints`` (the write
+    disposition, say) go to the table's resource with the file.
     """
     naming = dlt.current.source_schema().naming
     working_dir = getattr(current_pipeline(), "working_dir", None)
@@ -101,7 +108,10 @@ def csv_file_items(
         report.copy_csv(path, select, options)
         # the schema of the rows as dlt would have seen them in batches: dlt types the table from it
         schema = tagged_schema(report.schema, timezone)
-        yield dlt.mark.with_file_import(str(path), "csv", report.rows, hints=schema.empty_table())
+        item = dlt.mark.with_file_import(str(path), "csv", report.rows, hints=schema.empty_table())
+        # dlt's helper takes column types (an Arrow table) or resource hints; its item holds both
+        item.meta.hints = hints
+        yield item
 
 
 def _remove_leftovers(working_dir: Path) -> None:

@@ -2,7 +2,7 @@
 
 ``report_jobs`` downloads and checks a job's file, then yields the job's row; dlt feeds
 that row to every report-table transformer, and the one whose report type it names
-streams the file's batches into its own table. dlt runs a transformer's generator
+claims the file and streams its batches into its own table. dlt runs a transformer's generator
 interleaved with its parent's, so after handing a file over ``report_jobs`` steps aside
 (:meth:`FileHandover.wait` yields ``None``, which dlt skips) until the file has been
 read: one report file is open at a time, and the run's steps keep their order.
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import dlt
 import pyarrow as pa
 from dlt.extract.items import DataItemWithMeta
 
@@ -31,9 +32,14 @@ _PATIENCE = 300
 
 
 @dataclass
-class _Offer:
+class HandedFile:
+    """A checked report file handed to its table's resource, with what the state knew of its window."""
+
+    job_id: str
     report: ReportFile
     window: Window
+    state_loaded_it: bool
+    """The committed state loaded a window overlapping this one (its rows may be in the table)."""
     taken: bool = False
 
 
@@ -42,45 +48,55 @@ class FileHandover:
 
     def __init__(self, timezone: str) -> None:
         self._timezone = timezone  # the operator's zone, that the files' local times are read in
-        self._offers: dict[str, _Offer] = {}
+        self._offers: dict[str, HandedFile] = {}
         self._progress = 0
 
-    def offer(self, job_id: str, window: Window, report: ReportFile) -> None:
+    def offer(self, job_id: str, window: Window, report: ReportFile, *, state_loaded_it: bool) -> None:
         """Make a checked file available to the table resource of ``window``'s report type."""
-        self._offers[job_id] = _Offer(report, window)
+        self._offers[job_id] = HandedFile(job_id, report, window, state_loaded_it)
 
-    def stream(self, row: dict[str, Any], report_type: str) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
-        """The table resource's side: the file ``row`` announces, if it is ours, in the form the destination loads best.
+    def claim(self, row: dict[str, Any], report_type: str) -> HandedFile | None:
+        """The table resource's side: the file ``row`` announces, if it is of ``report_type``."""
+        if row.get("load_status") != LOADED_STATUS or row.get("report_type") != report_type:
+            return None
+        handed = self._offers.get(row.get("job_id") or "")
+        if handed is None or handed.taken:
+            return None
+        handed.taken = True
+        self._progress += 1
+        return handed
+
+    def stream(
+        self, handed: HandedFile, write_disposition: Any = None
+    ) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
+        """A claimed file's rows in the form the destination loads best, then the file is released.
 
         Into a destination that COPYs CSV files as they are (PostgreSQL), one CSV file to
         import (see :mod:`tikpay_source.exports`); anywhere else the tagged Arrow batches.
+        ``write_disposition``, if given, goes to dlt with the file's first item.
         """
-        if row.get("load_status") != LOADED_STATUS or row.get("report_type") != report_type:
-            return
-        offer = self._offers.get(row.get("job_id") or "")
-        if offer is None or offer.taken:
-            return
-        offer.taken = True
-        self._progress += 1
-        job_id = row["job_id"]
+        hints = dlt.mark.make_hints(write_disposition=write_disposition) if write_disposition else None
         rows = 0
         try:
             delimiter = csv_file_delimiter()
-            if delimiter is not None and len(offer.report.schema):
-                yield from csv_file_items(offer.report, offer.window, job_id, self._timezone, delimiter)
+            if delimiter is not None and len(handed.report.schema):
+                yield from csv_file_items(
+                    handed.report, handed.window, handed.job_id, self._timezone, delimiter, hints
+                )
                 return
-            for batch in offer.report.batches():
-                rows += batch.num_rows
+            for batch in handed.report.batches():
                 self._progress += 1
-                yield tag_batch(batch, offer.window, job_id)
+                tagged = tag_batch(batch, handed.window, handed.job_id)
+                yield dlt.mark.with_hints(tagged, hints) if hints and not rows else tagged
+                rows += batch.num_rows
         except ReportFileError as exc:
             raise ReadInterrupted(
-                f"{offer.window.describe()}: job {job_id}'s file failed after {rows} of its rows "
+                f"{handed.window.describe()}: job {handed.job_id}'s file failed after {rows} of its rows "
                 f"were handed to dlt ({exc}); nothing of this run is loaded, the next run loads it again"
             ) from None
         finally:
-            offer.report.close()
-            del self._offers[job_id]
+            handed.report.close()
+            del self._offers[handed.job_id]
             self._progress += 1
 
     def wait(self) -> Iterator[None]:

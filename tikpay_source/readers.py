@@ -37,7 +37,9 @@ from tikpay_source.column_types import (
     decide,
     facts_sql,
     format_checks,
+    read_candidates,
     read_facts,
+    sample_sql,
     widen,
 )
 from tikpay_source.errors import LineTooLong, ReportFileError
@@ -47,6 +49,7 @@ from tikpay_source.settings import (
     READER_DUCKDB_CONFIG,
     READER_LONG_LINE_DUCKDB_CONFIG,
     READER_MAX_LINE_BYTES,
+    TYPING_SAMPLE_ROWS,
 )
 from tikpay_source.xml_reports import xml_to_csv
 
@@ -244,8 +247,12 @@ def _open_csv(
         names = column_names(header)
         as_text = _read_csv_call(path, header, options)
         idents = [_ident(name) for name in header]
+        sample = sample_sql(idents, as_text, TYPING_SAMPLE_ROWS) if idents else None
+        candidates = (
+            read_candidates(_reporting_errors(lambda: _one_row(con, sample)), len(idents)) if sample else []
+        )
         rows, facts = read_facts(
-            _reporting_errors(lambda: _one_row(con, facts_sql(idents, as_text))), len(idents)
+            _reporting_errors(lambda: _one_row(con, facts_sql(idents, as_text, candidates))), candidates
         )
         found = decide(facts, _formats_found(con, idents, facts, as_text))
         loaded = [known_types(name) if known_types else None for name in names]

@@ -302,13 +302,14 @@ class ReportJobRunner:
             yield from self._not_loaded(entry, job, fetched)
             return
         report = fetched.report
+        state_loaded_it = self.state.has_loaded(entry.window)
         self.state.loaded(entry)
         self.state.observe_file(entry.window, fetched.size)
         table = REPORT_TABLES[entry.window.report_type]
         self.outcome.rows[table] = self.outcome.rows.get(table, 0) + report.rows
         self.outcome.windows_loaded += 1
         log.info("%s: loaded %d rows (job %s)", entry.window.describe(), report.rows, job.job_id)
-        self.handover.offer(job.job_id, entry.window, report)
+        self.handover.offer(job.job_id, entry.window, report, state_loaded_it=state_loaded_it)
         yield job_row(
             entry,
             self.config.timezone,

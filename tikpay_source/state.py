@@ -142,6 +142,16 @@ class RunState:
     def _set_last_end(self, report_type: str, value: datetime) -> None:
         self._resources.setdefault(REPORT_TABLES[report_type], {})["last_end"] = format_local(value)
 
+    def has_loaded(self, window: Window) -> bool:
+        """Whether this state loaded a window overlapping ``window`` (its rows may then be in the table)."""
+        last_end = self.last_end(window.report_type)
+        if last_end is not None and window.start < last_end:
+            return True
+        return any(
+            e.status == LOADED and e.window.report_type == window.report_type and e.window.overlaps(window)
+            for e in self.entries.values()
+        )
+
     def owed(self, report_types: Iterable[str] | None = None) -> list[Entry]:
         """Entries waiting for a submission, oldest window first across report types."""
         return self._with_status((OWED,), report_types)

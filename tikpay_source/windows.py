@@ -45,6 +45,10 @@ class Window:
         """Identity of the window in dlt state: report type, start and end as the API sees them."""
         return f"{self.report_type}|{format_local(self.start)}|{format_local(self.end)}"
 
+    def overlaps(self, other: Window) -> bool:
+        """Whether the two windows share an instant (of any report type)."""
+        return self.start < other.end and other.start < self.end
+
     def describe(self) -> str:
         """Human-readable form for logs and errors."""
         return f"{self.report_type} {format_local(self.start)} to {format_local(self.end)}"
