@@ -74,6 +74,11 @@ class ReportColumn:
     """The type the column is read as (None: no value, and no type known)."""
     loaded: ColumnType | None
     """The type the column had in the table before this file, if any."""
+    text: str = ""
+    """The DuckDB expression of the column's text in :attr:`ReportFile.text_source`."""
+    least: str | None = None
+    greatest: str | None = None
+    """The least and greatest text of a column shaped like dates (fixed width: also the earliest and latest)."""
 
 
 class ReportFile:
@@ -94,6 +99,7 @@ class ReportFile:
         batch_rows: int,
         scratch: tempfile.TemporaryDirectory[str] | None = None,
         discard: Path | None = None,
+        text_source: str | None = None,
     ) -> None:
         self._con = con
         self._query = query
@@ -103,6 +109,8 @@ class ReportFile:
         self._scratch = scratch
         self.rows = rows
         self.columns = columns
+        self.text_source = text_source
+        """The file as DuckDB reads it with every column as text (see :attr:`ReportColumn.text`)."""
         self.non_null: dict[str, int] = {column.name: column.values for column in columns}
         self._reader: pa.RecordBatchReader | None = None
         if con is not None and query is not None:
@@ -126,15 +134,16 @@ class ReportFile:
         """Write ``SELECT {select}`` over the checked rows to a CSV file with DuckDB's COPY.
 
         For destinations that load files as they are: the rows go from the file to the new
-        file inside DuckDB, never through Arrow or Python. ``select`` sees the columns as
-        :attr:`schema` types them (timestamps naive, in the operator's local time).
+        file inside DuckDB, never through Arrow or Python. ``select`` reads the file's text
+        (:attr:`text_source`, each column's :attr:`ReportColumn.text`): every value is known
+        to fit its column's type already.
         """
-        con, query = self._con, self._query
-        if con is None or query is None:
+        con, source = self._con, self.text_source
+        if con is None or source is None or self._query is None:
             raise ReportFileError("the report file has no rows to write")
         if self._reader is not None:  # the connection runs one query at a time: the batches give way
             self._reader.close()
-        copy = f"COPY (SELECT {select} FROM ({query})) TO '{_sql_string(path)}' ({options})"
+        copy = f"COPY (SELECT {select} FROM {source}) TO '{_sql_string(path)}' ({options})"
         _reporting_errors(lambda: con.execute(copy))
 
     def close(self) -> None:
@@ -262,11 +271,11 @@ def _open_csv(
             for ident, name, kind in zip(idents, names, types, strict=True)
         )
         columns = [
-            ReportColumn(name, fact.values, kind, before)
-            for name, fact, kind, before in zip(names, facts, types, loaded, strict=True)
+            ReportColumn(name, fact.values, kind, before, ident, *fact.shapes)
+            for name, fact, kind, before, ident in zip(names, facts, types, loaded, idents, strict=True)
         ]
         query = f"SELECT {select} FROM {as_text}" if header else None
-        return ReportFile(con, query, rows, columns, timezone, batch_rows, scratch, discard)
+        return ReportFile(con, query, rows, columns, timezone, batch_rows, scratch, discard, as_text)
     except BaseException:
         con.close()
         raise

@@ -104,9 +104,6 @@ PROBED_DESTINATIONS: tuple[str, ...] = (
     "dlt.destinations.motherduck",
     "dlt.destinations.postgres",
 )
-# Longer than any daylight-saving shift (two hours at most, in Antarctica/Troll): this many
-# hours before a wall-clock time that a fall-back repeats, the clock still shows the old offset.
-DST_FOLD_MAX_HOURS = 3
 
 # Progress and notices go to this logger (and its children); the script renders them.
 LOGGER_NAME = "tikpay"
