@@ -94,3 +94,17 @@ def test_a_second_pipeline_writing_the_same_dataset_replaces_the_windows_the_fir
 
     assert_exact(second, "TRIPS", daily("2025-03-01", 3))
     assert trips_merged(second)
+
+
+def test_a_run_whose_later_window_is_already_there_replaces_the_earlier_new_one_too(
+    sandbox: Sandbox, tmp_path: Path, warehouse: Warehouse
+) -> None:
+    """Day 1 is new and went out as an append; day 2 was loaded by another pipeline: the whole run replaces."""
+    first = Harness(sandbox, tmp_path / "one", warehouse=warehouse)
+    first.run(report_types=["TRIPS"], start_time="2025-03-02", end_time="2025-03-04")
+    second = Harness(sandbox, tmp_path / "two", warehouse=warehouse, name="tikpay_other")
+
+    second.run(**THREE_DAYS)
+
+    assert_exact(second, "TRIPS", daily("2025-03-01", 3))
+    assert trips_merged(second)

@@ -570,6 +570,8 @@ def test_a_value_after_the_typing_sample_that_breaks_a_type_keeps_the_column_tex
         "late_date": ["2025-03-01"] * (rows - 1) + ["2025-02-30"],  # not a real day
         "early_word": ["seven"] + ["7"] * (rows - 1),
         "late_number": [""] * (rows - 1) + ["8"],  # no value in the sample: every type stays possible
+        "late_day": [""] * (rows - 1) + ["2025-03-01"],  # checked by a last pass, as the sample had none
+        "other_format": ["2025-03-01"] * (rows - 2) + ["1999/01/01", "9999/12/31"],  # least and greatest
         "number": [str(i) for i in range(rows)],
     }
     path = tmp_path / "late.csv"
@@ -588,5 +590,7 @@ def test_a_value_after_the_typing_sample_that_breaks_a_type_keeps_the_column_tex
         "late_date": "text",
         "early_word": "text",
         "late_number": "bigint",
+        "late_day": "date",
+        "other_format": "text",
         "number": "bigint",
     }

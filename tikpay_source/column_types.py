@@ -14,7 +14,7 @@ Each widening keeps every loaded value's text exactly (see :mod:`tikpay_source.w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tikpay_source.settings import (
@@ -138,14 +138,16 @@ def _decimal(digits: int, scale: int) -> ColumnType:
 
 # --- deciding a column's type from the file ------------------------------------------------
 #
-# Three cheap passes. A sample of the first rows rules candidates out: one value that is not
-# a plain number, not a boolean word or not shaped like a date settles that for the column.
-# The pass over every row then computes, per column, only the string facts its remaining
-# candidates are judged by (number patterns, boolean words, the least and greatest value).
-# The last, only for columns whose least and greatest values are shaped like a date or
-# timestamp format, checks that every value has that shape and is a real date or time in
-# that format. With every field's width fixed by the shape, a value that parses is given
-# back unchanged by the format, so no round trip through text is needed.
+# Two cheap passes, rarely three. A sample of the first rows rules candidates out: one value
+# that is not a plain number, not a boolean word or not shaped like a date settles that for
+# the column. The pass over every row then computes, per column, only the string facts its
+# remaining candidates are judged by (number patterns, boolean words, the least and greatest
+# value), and checks every value against the date or timestamp formats the sample's values
+# are shaped like: each must have that shape and be a real date or time in that format.
+# Only a column whose least and greatest values over the whole file are shaped like another
+# format (or that had no value in the sample) needs a last pass for that check. With every
+# field's width fixed by the shape, a value that parses is given back unchanged by the
+# format, so no round trip through text is needed.
 
 _DIGITS = "0123456789"
 _FORMAT_WIDTHS = {"%Y": 4, "%m": 2, "%d": 2, "%H": 2, "%M": 2, "%S": 2, "%g": 3, "%f": 6}
@@ -159,6 +161,8 @@ class Candidates:
     number: bool = True
     styles: tuple[bool, ...] = (True,) * len(BOOL_STYLES)
     date: bool = True
+    formats: tuple[str, ...] = ()
+    """The date formats the sample's values are shaped like: checked in the same pass over every row."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,8 @@ class ColumnFacts:
     styles: tuple[bool | None, ...]
     shapes: tuple[str | None, str | None]
     """The least and the greatest value."""
+    checked: dict[str, bool] = field(default_factory=dict)
+    """Date formats already checked against every value: whether every value is a real date in it."""
 
     def formats(self) -> list[str]:
         """The date and timestamp formats the column's least and greatest values are shaped like.
@@ -232,8 +238,11 @@ def read_candidates(row: Sequence[Any], count: int) -> list[Candidates]:
     found = []
     for i in range(count):
         number, *styles, low, high = row[i * width : (i + 1) * width]
-        date = low is None or bool(_formats_shaped_like(low, high))
-        found.append(Candidates(number is not False, tuple(fit is not False for fit in styles), date))
+        formats = tuple(_formats_shaped_like(low, high))
+        date = low is None or bool(formats)
+        found.append(
+            Candidates(number is not False, tuple(fit is not False for fit in styles), date, formats)
+        )
     return found
 
 
@@ -259,6 +268,7 @@ def _aggregates(c: str, can: Candidates) -> list[str]:
         *(number if can.number else []),
         *styles,
         *((f"min({c})", f"max({c})") if can.date else ()),
+        *(_format_check(c, fmt) for fmt in can.formats),
     ]
 
 
@@ -289,23 +299,35 @@ def read_facts(row: Sequence[Any], candidates: Sequence[Candidates]) -> tuple[in
         digits = (last_point - 1) if decimal else longest
         styles = tuple(bool(next(cells)) if fit else False for fit in can.styles)
         shapes = (next(cells), next(cells)) if can.date else (None, None)
-        facts.append(ColumnFacts(values, digits, high, low, integer, decimal, styles, shapes))
+        checked = {fmt: bool(next(cells)) for fmt in can.formats}
+        facts.append(ColumnFacts(values, digits, high, low, integer, decimal, styles, shapes, checked))
     return row[0], facts
 
 
 def format_checks(columns: Sequence[str], facts: Sequence[ColumnFacts]) -> list[tuple[int, str, str]]:
-    """The second pass's checks: (column index, format, SQL aggregate), for date-shaped columns only."""
+    """The last pass's checks: (column index, format, SQL aggregate), for date-shaped columns only.
+
+    Only formats the pass over every row did not check already (the sample suggested others).
+    """
     return [
-        (
-            i,
-            fmt,
-            f"bool_and(coalesce(regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, "
-            f"'{fmt}') IS NOT NULL, false)) FILTER (WHERE {column} IS NOT NULL)",
-        )
+        (i, fmt, _format_check(column, fmt))
         for i, (column, fact) in enumerate(zip(columns, facts, strict=True))
         if fact.values and not fact.integer and not fact.decimal
         for fmt in fact.formats()
+        if fmt not in fact.checked
     ]
+
+
+def formats_fitting(fact: ColumnFacts, found_later: Sequence[str]) -> list[str]:
+    """The formats every value of the column is in: of those its least and greatest values are shaped like."""
+    return [fmt for fmt in fact.formats() if fact.checked.get(fmt) or fmt in found_later]
+
+
+def _format_check(column: str, fmt: str) -> str:
+    return (
+        f"bool_and(coalesce(regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, "
+        f"'{fmt}') IS NOT NULL, false)) FILTER (WHERE {column} IS NOT NULL)"
+    )
 
 
 def decide(facts: Sequence[ColumnFacts], formats: dict[int, list[str]]) -> list[ColumnType | None]:

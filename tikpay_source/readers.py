@@ -37,6 +37,7 @@ from tikpay_source.column_types import (
     decide,
     facts_sql,
     format_checks,
+    formats_fitting,
     read_candidates,
     read_facts,
     sample_sql,
@@ -291,18 +292,18 @@ def _one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
 def _formats_found(
     con: duckdb.DuckDBPyConnection, idents: list[str], facts: list[ColumnFacts], source: str
 ) -> dict[int, list[str]]:
-    """The second pass, only when a column looks like dates: the formats every one of its values is in."""
+    """The formats every value of each date-shaped column is in; a last pass checks those the sample missed."""
     checks = format_checks(idents, facts)
-    if not checks:
-        return {}
-    row = _reporting_errors(
-        lambda: _one_row(con, f"SELECT {', '.join(c for _, _, c in checks)} FROM {source}")
-    )
-    found: dict[int, list[str]] = {}
-    for (index, fmt, _), fits in zip(checks, row, strict=True):
-        if fits:
-            found.setdefault(index, []).append(fmt)
-    return found
+    later: dict[int, list[str]] = {}
+    if checks:
+        row = _reporting_errors(
+            lambda: _one_row(con, f"SELECT {', '.join(c for _, _, c in checks)} FROM {source}")
+        )
+        for (index, fmt, _), fits in zip(checks, row, strict=True):
+            if fits:
+                later.setdefault(index, []).append(fmt)
+    found = {i: formats_fitting(fact, later.get(i, [])) for i, fact in enumerate(facts) if fact.values}
+    return {i: fits for i, fits in found.items() if fits}
 
 
 def _header(path: Path) -> list[str]:
