@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import dlt
+from dlt.common.destination.exceptions import DestinationException
 from dlt.common.pipeline import current_pipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
@@ -81,6 +82,20 @@ def _destination_may_hold(table: str, window: Window) -> bool:
             return bool(client.execute_sql(sql, window.end, window.start))
     except DatabaseUndefinedRelation:
         return False
-    except Exception as exc:  # any doubt replaces, which is always correct
+    except (DestinationException, OSError) as exc:  # any doubt replaces, which is always correct
+        if _interrupted(exc):
+            raise  # Ctrl-C (or SIGTERM) reached the query: the run stops, as it would anywhere
         log.info("%s: could not ask the destination (%s); replacing", table, type(exc).__name__)
         return True
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether an interrupt is behind ``exc``: DuckDB turns one that reaches a query into an error."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__ or getattr(cause, "dbapi_exception", None)
+    return False
