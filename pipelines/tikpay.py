@@ -29,7 +29,7 @@ from dlt.common.exceptions import DltException
 
 from tikpay_source import TikpayError, plan_next_run, run_summary, tikpay
 from tikpay_source.config import OPTIONS
-from tikpay_source.errors import ConfigError
+from tikpay_source.errors import ConfigError, caused_by_interrupt
 from tikpay_source.progress import show_progress
 from tikpay_source.settings import (
     DATASET_NAME,
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if isinstance(root_cause(exc), KeyboardInterrupt):  # dlt wraps an interrupt in its step's failure
+        if caused_by_interrupt(exc):  # dlt wraps an interrupt in its step's failure; DuckDB in an error
             print(INTERRUPTED, file=sys.stderr)
             return EXIT_INTERRUPTED
         line, code = error_line(exc)

@@ -170,7 +170,8 @@ def test_every_setting_with_a_flag_is_in_help_and_the_readme_table_is_the_declar
 def test_an_interrupted_run_exits_130_with_one_line_and_the_next_run_adopts_its_jobs(
     make_sandbox: Callable[..., Sandbox], tmp_path: Path, sent: signal.Signals
 ) -> None:
-    sandbox = make_sandbox(complete_after_list_calls=1)
+    # jobs still running after the first run's list calls, so the signal finds it waiting between polls
+    sandbox = make_sandbox(complete_after_list_calls=3)
     env = cli_env(sandbox, tmp_path)
     args = ["--report-types", "TRIPS", "--start", "2025-03-01", "--end", "2025-03-03"]
     running = subprocess.Popen(

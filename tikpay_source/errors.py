@@ -75,3 +75,24 @@ class LinkExpired(TikpayError):
 
 class WidenNextRun(TikpayError):
     """A column must widen, but rows of this run already have its narrower type: load the window next run."""
+
+
+def caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether Ctrl-C (or SIGTERM) is anywhere behind ``exc``.
+
+    dlt wraps a step's failure, and DuckDB turns an interrupt that reaches a query into an
+    error (``RuntimeError: Query interrupted``); either way the interrupt is in the chain.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = (
+            getattr(cause, "exception", None)
+            or cause.__cause__
+            or cause.__context__
+            or getattr(cause, "dbapi_exception", None)
+        )
+    return False

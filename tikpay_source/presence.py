@@ -27,6 +27,7 @@ from dlt.common.destination.exceptions import DestinationException
 from dlt.common.pipeline import current_pipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from tikpay_source.errors import caused_by_interrupt
 from tikpay_source.progress import log
 from tikpay_source.settings import PROBED_DESTINATIONS, WINDOW_END_COLUMN, WINDOW_START_COLUMN
 from tikpay_source.tables import REPORT_HINTS
@@ -83,19 +84,7 @@ def _destination_may_hold(table: str, window: Window) -> bool:
     except DatabaseUndefinedRelation:
         return False
     except (DestinationException, OSError) as exc:  # any doubt replaces, which is always correct
-        if _interrupted(exc):
+        if caused_by_interrupt(exc):
             raise  # Ctrl-C (or SIGTERM) reached the query: the run stops, as it would anywhere
         log.info("%s: could not ask the destination (%s); replacing", table, type(exc).__name__)
         return True
-
-
-def _interrupted(exc: BaseException) -> bool:
-    """Whether an interrupt is behind ``exc``: DuckDB turns one that reaches a query into an error."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__ or getattr(cause, "dbapi_exception", None)
-    return False
