@@ -181,6 +181,8 @@ def test_an_interrupted_run_exits_130_with_one_line_and_the_next_run_adopts_its_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a shell's background job (a CI step, say) hands its children SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(lambda: len(sandbox.submissions()) == 2)
