@@ -83,25 +83,19 @@ def test_after_a_state_reset_the_windows_already_loaded_are_replaced_not_doubled
     assert trips_merged(h)
 
 
+@pytest.mark.parametrize(
+    "first_loads",
+    [
+        pytest.param(("2025-03-01", "2025-03-03"), id="the first two days"),
+        # day 1 is new and goes out as an append; day 2 is there: the whole run replaces
+        pytest.param(("2025-03-02", "2025-03-04"), id="a later window"),
+    ],
+)
 def test_a_second_pipeline_writing_the_same_dataset_replaces_the_windows_the_first_loaded(
-    sandbox: Sandbox, tmp_path: Path, warehouse: Warehouse
+    sandbox: Sandbox, tmp_path: Path, warehouse: Warehouse, first_loads: tuple[str, str]
 ) -> None:
     first = Harness(sandbox, tmp_path / "one", warehouse=warehouse)
-    first.run(**TWO_DAYS)
-    second = Harness(sandbox, tmp_path / "two", warehouse=warehouse, name="tikpay_other")
-
-    second.run(**THREE_DAYS)
-
-    assert_exact(second, "TRIPS", daily("2025-03-01", 3))
-    assert trips_merged(second)
-
-
-def test_a_run_whose_later_window_is_already_there_replaces_the_earlier_new_one_too(
-    sandbox: Sandbox, tmp_path: Path, warehouse: Warehouse
-) -> None:
-    """Day 1 is new and went out as an append; day 2 was loaded by another pipeline: the whole run replaces."""
-    first = Harness(sandbox, tmp_path / "one", warehouse=warehouse)
-    first.run(report_types=["TRIPS"], start_time="2025-03-02", end_time="2025-03-04")
+    first.run(report_types=["TRIPS"], start_time=first_loads[0], end_time=first_loads[1])
     second = Harness(sandbox, tmp_path / "two", warehouse=warehouse, name="tikpay_other")
 
     second.run(**THREE_DAYS)
