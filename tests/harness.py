@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow.parquet as pq
 from dlt.sources import DltSource
 from warehouses import Warehouse, make_warehouse
 
@@ -168,3 +169,34 @@ def daily(start: str, days: int) -> list[tuple[str, str]]:
         )
         for d in range(days)
     ]
+
+
+def loaded_jobs(pipeline: dlt.Pipeline, table: str) -> list[Any]:
+    """The jobs (dlt's ``LoadJobInfo``: file format, path) that loaded ``table`` in the last run."""
+    return [
+        job
+        for package in pipeline.last_trace.last_load_info.load_packages
+        for job in package.jobs["completed_jobs"]
+        if job.job_file_info.table_name == table
+    ]
+
+
+def files_per_step(pipeline: dlt.Pipeline, table: str) -> tuple[set[str], set[str]]:
+    """The formats of the files ``table`` had in the last run: written by extract, and loaded."""
+    extracted = {
+        name.rsplit(".", 1)[-1]
+        for metrics in pipeline.last_trace.last_extract_info.metrics.values()
+        for step in metrics
+        for name in step["job_metrics"]
+        if name.split(".")[0] == table
+    }
+    return extracted, {job.job_file_info.file_format for job in loaded_jobs(pipeline, table)}
+
+
+def parquet_writers(pipeline: dlt.Pipeline, table: str) -> set[str]:
+    """Who wrote the Parquet files ``table`` loaded in the last run: ``DuckDB`` or ``parquet-cpp-arrow`` (dlt)."""
+    return {
+        pq.ParquetFile(job.file_path).metadata.created_by.split(" version")[0]
+        for job in loaded_jobs(pipeline, table)
+        if job.job_file_info.file_format == "parquet"
+    }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from dlt.pipeline.helpers import pipeline_drop
-from harness import Harness, assert_exact, daily
+from harness import Harness, assert_exact, daily, files_per_step
 from warehouses import Warehouse
 
 from tikpay_source.sandbox import Sandbox
@@ -25,13 +25,7 @@ THREE_DAYS = TWO_DAYS | {"end_time": "2025-03-04"}
 
 def trips_merged(h: Harness) -> bool:
     """Whether the last load replaced windows of ``trips`` (dlt's merge job ran) rather than appending."""
-    info = h.pipeline().last_trace.last_load_info
-    formats = [
-        job.job_file_info.file_format
-        for package in info.load_packages
-        for job in package.jobs["completed_jobs"]
-        if job.job_file_info.table_name == "trips"
-    ]
+    formats = files_per_step(h.pipeline(), "trips")[1]
     assert formats, "trips had no load job"
     return "sql" in formats
 

@@ -1,19 +1,23 @@
-"""Handing a checked report to dlt as a ready CSV file, for destinations that COPY CSV files as they are.
+"""Handing a checked report to dlt as a ready file, for destinations that load such files as they are.
 
-Into PostgreSQL dlt loads CSV with ``COPY … FROM STDIN``, but Arrow batches get there the
-long way: written as Parquet at extract, then rewritten as CSV by dlt's normalize step,
-which takes most of the time of a load. Here DuckDB writes the CSV once, straight from
-the checked report's text (every value already proved to fit its column's type), and the
-file goes to the load package with ``dlt.mark.with_file_import``; dlt's PostgreSQL COPY
-job then loads it unchanged.
+Arrow batches reach a warehouse through files dlt writes at extract: Parquet, which
+DuckDB loads as it is and which dlt's normalize step rewrites as CSV for PostgreSQL's
+``COPY … FROM STDIN``. Here DuckDB writes the file once, straight from the checked report
+(every value already proved to fit its column's type), in the format the destination
+loads: Parquet into DuckDB and MotherDuck, CSV into PostgreSQL. The file goes to the load
+package with ``dlt.mark.with_file_import`` and dlt's load job reads it unchanged. Nothing
+passes through Python or Arrow on the way, and DuckDB writes the file in parallel.
 
-The file speaks the dialect of that job (see ``PostgresCsvCopyJob`` in dlt): a header of
-dlt's normalized column names, the configured delimiter, ``"`` quoting only where a value
-needs it (a delimiter, a quote, a line break), UTF-8, and an empty field for NULL (the job
-loads with ``NULL ''``; a report's empty values are NULL already). Local date-times carry
-their UTC offset, so no session setting can shift them. The rows keep every value of the
-checked file as its text: nothing is parsed again in Python, and nothing is converted in
-DuckDB except a date in another format than ISO.
+The Parquet file holds the same typed columns as the batches would have (local times as
+instants, in UTC). The CSV file speaks the dialect of dlt's PostgreSQL COPY job (see
+``PostgresCsvCopyJob`` in dlt): a header of dlt's normalized column names, the configured
+delimiter, ``"`` quoting only where a value needs it (a delimiter, a quote, a line break),
+UTF-8, and an empty field for NULL (the job loads with ``NULL ''``; a report's empty values
+are NULL already). Its rows keep every value of the checked file as its text, local
+date-times followed by their UTC offset (so no session setting can shift them) and dates in
+another format than ISO rewritten as ISO dates. In both, a local time takes its offset from
+comparing its text with the zone's changes (see :func:`utc_offsets`), not from a zone lookup
+per value.
 """
 
 from __future__ import annotations
@@ -21,65 +25,83 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dlt
+import pyarrow as pa
 from dlt.common.destination.configuration import CsvFormatConfiguration
 from dlt.common.normalizers.naming import NamingConvention
 from dlt.common.pipeline import current_pipeline
-from dlt.extract.hints import TResourceHints
 from dlt.extract.items import DataItemWithMeta
 
-from tikpay_source.column_types import DATE, TIMESTAMP
+from tikpay_source.column_types import DATE, TEXT_TYPE, TIMESTAMP
 from tikpay_source.readers import ReportColumn, ReportFile
 from tikpay_source.settings import (
+    BATCH_ROWS,
     CSV_FILE_DESTINATIONS,
     JOB_ID_COLUMN,
+    PARQUET_FILE_DESTINATIONS,
     WINDOW_END_COLUMN,
     WINDOW_START_COLUMN,
 )
-from tikpay_source.tables import tagged_schema
+from tikpay_source.tables import REPORT_HINTS, tagged_schema
 from tikpay_source.windows import DAY, Window
 
-# where a report's CSV file is written, inside the pipeline's working directory
-_SCRATCH_PREFIX = "tikpay-csv-"
+# where a report's file is written, inside the pipeline's working directory
+_SCRATCH_PREFIX = "tikpay-file-"
+_OLD_SCRATCH_PREFIXES = ("tikpay-csv-",)  # of earlier versions, which wrote CSV files only
 _ISO_DATE = "%Y-%m-%d"
+PARQUET = "parquet"
+CSV = "csv"
 
 
-def csv_file_delimiter() -> str | None:
-    """The delimiter to write when this run's destination loads our CSV files as they are, else None.
+@dataclass(frozen=True)
+class ReadyFile:
+    """The file this run's destination loads as it is: its format and, for CSV, its delimiter."""
+
+    file_format: str
+    delimiter: str = ","
+
+
+def ready_file() -> ReadyFile | None:
+    """The file to write when this run's destination loads report files as they are, else None.
 
     Learnt from the running pipeline, at extract time: the source itself is built before
-    anyone knows where it will load. A destination whose CSV settings differ from what
-    this module writes (no header, another encoding) keeps the Arrow batches.
+    anyone knows where it will load. A PostgreSQL destination whose CSV settings differ from
+    what this module writes (no header, another encoding) keeps the Arrow batches.
     """
     pipeline = current_pipeline()
     destination = getattr(pipeline, "destination", None)
-    if destination is None or destination.destination_type not in CSV_FILE_DESTINATIONS:
+    if destination is None:
+        return None
+    if destination.destination_type in PARQUET_FILE_DESTINATIONS:
+        return ReadyFile(PARQUET)
+    if destination.destination_type not in CSV_FILE_DESTINATIONS:
         return None
     configured = destination.configuration(None, accept_partial=True)
     csv_format: CsvFormatConfiguration = getattr(configured, "csv_format", None) or CsvFormatConfiguration()
     if not csv_format.include_header or csv_format.encoding.replace("-", "").lower() != "utf8":
         return None
-    return csv_format.delimiter
+    return ReadyFile(CSV, csv_format.delimiter)
 
 
-def csv_file_items(
+def ready_file_items(
     report: ReportFile,
     window: Window,
     job_id: str,
     timezone: str,
-    delimiter: str,
-    hints: TResourceHints | None = None,
+    ready: ReadyFile,
+    write_disposition: Any = None,
 ) -> Iterator[DataItemWithMeta]:
-    """Write ``report`` with its tag columns to a CSV file and yield it to dlt as a file to import.
+    """Write ``report`` with its tag columns to a ``ready`` file and yield it to dlt as a file to import.
 
     The file is written next to the pipeline's own files, so dlt takes it into the load
-    package by a hard link, not a copy; it is gone once dlt has it. ``hints`` (the write
-    disposition, say) go to the table's resource with the file.
+    package by a hard link, not a copy; it is gone once dlt has it. ``write_disposition``,
+    if given, goes to the table's resource with the file.
     """
     naming = dlt.current.source_schema().naming
     working_dir = getattr(current_pipeline(), "working_dir", None)
@@ -88,29 +110,49 @@ def csv_file_items(
     with tempfile.TemporaryDirectory(
         prefix=_SCRATCH_PREFIX, dir=working_dir, ignore_cleanup_errors=True
     ) as tmp:
-        path = Path(tmp) / "report.csv"
-        select = ", ".join(_select_list(report, window, job_id, timezone, naming))
-        options = (
-            f"FORMAT CSV, HEADER true, DELIMITER {_literal(delimiter)}, QUOTE '\"', ESCAPE '\"', NULLSTR ''"
-        )
-        report.copy_csv(path, select, options)
-        # the schema of the rows as dlt would have seen them in batches: dlt types the table from it
-        schema = tagged_schema(report.schema, timezone)
-        item = dlt.mark.with_file_import(str(path), "csv", report.rows, hints=schema.empty_table())
-        # dlt's helper takes column types (an Arrow table) or resource hints; its item holds both
-        item.meta.hints = hints
-        yield item
+        path = Path(tmp) / f"report.{ready.file_format}"
+        if ready.file_format == PARQUET:
+            # row groups of a batch's size: DuckDB holds one per thread while it writes
+            values, options = _typed_columns(report, timezone), f"FORMAT PARQUET, ROW_GROUP_SIZE {BATCH_ROWS}"
+        else:
+            values, options = _text_columns(report, timezone), _csv_options(ready.delimiter)
+        select = ", ".join(_named(values, report, window, job_id, naming, ready.file_format))
+        report.copy_to(path, select, options)
+        yield _file_import(path, report, timezone, ready.file_format, write_disposition)
+
+
+def _file_import(
+    path: Path, report: ReportFile, timezone: str, file_format: str, write_disposition: Any
+) -> DataItemWithMeta:
+    """The written file as dlt's file import, typed as the batches would have typed the table."""
+    schema = tagged_schema(report.schema, timezone)
+    columns = None
+    if file_format == PARQUET:
+        # DuckDB writes every Parquet column as optional, and dlt rewrites a file whose columns
+        # disagree with the table's on that: the tag columns (never NULL) are declared nullable,
+        # in the table's schema too (an existing NOT NULL column keeps its constraint)
+        schema = pa.schema([field.with_nullable(True) for field in schema])
+        columns = {name: {**hints, "nullable": True} for name, hints in REPORT_HINTS["columns"].items()}
+    item = dlt.mark.with_file_import(str(path), file_format, report.rows, hints=schema.empty_table())
+    # dlt's helper takes column types (an Arrow table) or resource hints; its item holds both
+    if write_disposition or columns:
+        item.meta.hints = dlt.mark.make_hints(write_disposition=write_disposition, columns=columns)
+    return item
+
+
+def _csv_options(delimiter: str) -> str:
+    """The dialect of dlt's PostgreSQL COPY job: a header, ``"`` quoting where needed, empty for NULL."""
+    return f"FORMAT CSV, HEADER true, DELIMITER {_literal(delimiter)}, QUOTE '\"', ESCAPE '\"', NULLSTR ''"
 
 
 def _remove_leftovers(working_dir: Path) -> None:
     """Files of a run killed before it could delete them (dlt holds its own links to what it took)."""
-    for leftover in working_dir.glob(f"{_SCRATCH_PREFIX}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    for prefix in (_SCRATCH_PREFIX, *_OLD_SCRATCH_PREFIXES):
+        for leftover in working_dir.glob(f"{prefix}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _select_list(
-    report: ReportFile, window: Window, job_id: str, timezone: str, naming: NamingConvention
-) -> Iterator[str]:
+def _text_columns(report: ReportFile, timezone: str) -> Iterator[str]:
     """Each column as the text PostgreSQL reads into its type: mostly the file's own text.
 
     Every value is known to fit its column already, and PostgreSQL reads integers, decimals,
@@ -124,14 +166,46 @@ def _select_list(
             text = _with_offset(text, kind.fmt or "", column, timezone)
         elif kind is not None and kind.kind == DATE and kind.fmt != _ISO_DATE:
             text = f"CAST({kind.read_sql(text)} AS VARCHAR)"
-        yield f"{text} AS {_ident(naming.normalize_identifier(column.name))}"
-    tags: dict[str, Any] = {
-        JOB_ID_COLUMN: job_id,
-        WINDOW_START_COLUMN: window.start.isoformat(sep=" "),
-        WINDOW_END_COLUMN: window.end.isoformat(sep=" "),
+        yield text
+
+
+def _typed_columns(report: ReportFile, timezone: str) -> Iterator[str]:
+    """Each column cast to its type as the batches are; a local date-time becomes its instant.
+
+    The instant is read from the text with its UTC offset appended (see :func:`utc_offsets`),
+    so it is the one the Arrow path gives the same wall time.
+    """
+    for column in report.columns:
+        kind = column.kind or TEXT_TYPE
+        if kind.kind == TIMESTAMP and column.values:
+            with_offset = _with_offset(column.text, kind.fmt or "", column, timezone)
+            yield f"strptime({with_offset}, {_literal((kind.fmt or '') + '%z')})"
+        elif kind.kind == TIMESTAMP:  # no value at all: NULL, typed as an instant all the same
+            yield "CAST(NULL AS TIMESTAMPTZ)"
+        else:
+            yield kind.read_sql(column.text)
+
+
+def _named(
+    columns: Iterator[str],
+    report: ReportFile,
+    window: Window,
+    job_id: str,
+    naming: NamingConvention,
+    file_format: str,
+) -> Iterator[str]:
+    """The report's columns under dlt's normalized names, then the tag columns every row carries."""
+    for column, sql in zip(report.columns, columns, strict=True):
+        yield f"{sql} AS {_ident(naming.normalize_identifier(column.name))}"
+    start, end = window.start.isoformat(sep=" "), window.end.isoformat(sep=" ")
+    as_timestamp = "TIMESTAMP " if file_format == PARQUET else ""
+    tags: dict[str, str] = {
+        JOB_ID_COLUMN: _literal(job_id),
+        WINDOW_START_COLUMN: as_timestamp + _literal(start),
+        WINDOW_END_COLUMN: as_timestamp + _literal(end),
     }
     for name, value in tags.items():
-        yield f"{_literal(value)} AS {_ident(naming.normalize_identifier(name))}"
+        yield f"{value} AS {_ident(naming.normalize_identifier(name))}"
 
 
 def _with_offset(text: str, fmt: str, column: ReportColumn, timezone: str) -> str:

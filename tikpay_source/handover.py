@@ -19,7 +19,7 @@ import pyarrow as pa
 from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.errors import ReadInterrupted, ReportFileError
-from tikpay_source.exports import csv_file_delimiter, csv_file_items
+from tikpay_source.exports import ready_file, ready_file_items
 from tikpay_source.readers import ReportFile
 from tikpay_source.tables import LOADED_STATUS, tag_batch
 from tikpay_source.windows import Window
@@ -71,17 +71,18 @@ class FileHandover:
     ) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
         """A claimed file's rows in the form the destination loads best, then the file is released.
 
-        Into a destination that COPYs CSV files as they are (PostgreSQL), one CSV file to
-        import (see :mod:`tikpay_source.exports`); anywhere else the tagged Arrow batches.
+        Into a destination that loads a file as it is (Parquet into DuckDB and MotherDuck, CSV
+        into PostgreSQL), one file to import (see :mod:`tikpay_source.exports`); anywhere else
+        the tagged Arrow batches.
         ``write_disposition``, if given, goes to dlt with the file's first item.
         """
         hints = dlt.mark.make_hints(write_disposition=write_disposition) if write_disposition else None
         rows = 0
         try:
-            delimiter = csv_file_delimiter()
-            if delimiter is not None and len(handed.report.schema):
-                yield from csv_file_items(
-                    handed.report, handed.window, handed.job_id, self._timezone, delimiter, hints
+            ready = ready_file()
+            if ready is not None and len(handed.report.schema):
+                yield from ready_file_items(
+                    handed.report, handed.window, handed.job_id, self._timezone, ready, write_disposition
                 )
                 return
             for batch in handed.report.batches():

@@ -131,8 +131,8 @@ class ReportFile:
         while (batch := _reporting_errors(lambda: next(reader, None))) is not None:
             yield localise_timestamps(batch, self._timezone)
 
-    def copy_csv(self, path: Path, select: str, options: str) -> None:
-        """Write ``SELECT {select}`` over the checked rows to a CSV file with DuckDB's COPY.
+    def copy_to(self, path: Path, select: str, options: str) -> None:
+        """Write ``SELECT {select}`` over the checked rows to a file with DuckDB's ``COPY … ({options})``.
 
         For destinations that load files as they are: the rows go from the file to the new
         file inside DuckDB, never through Arrow or Python. ``select`` reads the file's text

@@ -97,6 +97,9 @@ FORMAT_HINT = "x-tikpay-format"
 # connector writes the checked report as that file itself, instead of Arrow batches that dlt
 # would write as Parquet and then rewrite as CSV (see tikpay_source/exports.py).
 CSV_FILE_DESTINATIONS: tuple[str, ...] = ("dlt.destinations.postgres",)
+# Destinations whose loader reads a Parquet file as it is: there DuckDB writes the checked
+# report as that file, instead of Arrow batches that pass through Python and pyarrow's writer.
+PARQUET_FILE_DESTINATIONS: tuple[str, ...] = ("dlt.destinations.duckdb", "dlt.destinations.motherduck")
 # Destinations asked whether a report table already holds a window's rows before they are
 # appended rather than replaced (see tikpay_source/presence.py); every other one replaces.
 PROBED_DESTINATIONS: tuple[str, ...] = (
