@@ -14,10 +14,12 @@ What it does, for a TRIPS report of 1 million and of 5 million rows, each as CSV
    read_csv(file)`` into a fresh DuckDB file, and the connector's ``pipeline.run`` (job
    list, download over loopback HTTP, read, extract, normalize, load and merge) into
    another fresh DuckDB file;
-4. runs a reference case, **dlt's floor**: the same CSV file read by DuckDB with its
-   defaults into Arrow record batches that a bare dlt resource appends to a fresh DuckDB
-   file. No HTTP, no whole-file typing, no check, no timestamps to localise, no merge:
-   nothing a connector on dlt's Arrow path can leave out, so none can be faster;
+4. runs two reference cases, each the same CSV file read by DuckDB with its defaults and
+   appended to a fresh DuckDB file by a bare dlt resource: **dlt's floor** hands dlt Arrow
+   record batches (dlt writes them as Parquet), **the file floor** a Parquet file DuckDB
+   wrote (dlt imports it as it is, the connector's path into DuckDB). No HTTP, no
+   whole-file typing, no check, no timestamps to localise, no merge: no connector on either
+   path can be faster;
 5. into PostgreSQL, at each size: PostgreSQL's own COPY of the CSV file into text
    columns (``COPY … FROM STDIN`` through psycopg2's ``copy_expert``, as ``\\copy`` does),
    and the connector's run per file type into a fresh schema, with their ratio; the server is
@@ -124,6 +126,41 @@ def case_dlt_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]
     return {"seconds": seconds, "rows": rows, "steps": steps}
 
 
+def case_file_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]:
+    """dlt's file import and nothing else: DuckDB writes the CSV file as Parquet, a bare resource imports it.
+
+    The connector's path into DuckDB without its work: same row groups, reader and dlt settings, append.
+    """
+    import dlt
+    import duckdb
+
+    from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG
+
+    parquet = Path(work_dir) / "floor.parquet"
+
+    def parquet_file() -> Any:
+        with duckdb.connect(config=READER_DUCKDB_CONFIG) as con:
+            con.execute("SET preserve_insertion_order = false")
+            source = f"SELECT * FROM read_csv('{csv_path}')"
+            con.execute(f"COPY ({source}) TO '{parquet}' (FORMAT PARQUET, ROW_GROUP_SIZE {BATCH_ROWS})")
+            columns = con.sql(f"{source} LIMIT 0").arrow()
+        yield dlt.mark.with_file_import(str(parquet), "parquet", hints=columns)
+
+    pipeline = dlt.pipeline(
+        pipeline_name="file_floor",
+        pipelines_dir=str(Path(work_dir) / "pipelines"),
+        destination=dlt.destinations.duckdb(db_path),
+        dataset_name="floor_data",
+    )
+    started = time.perf_counter()
+    pipeline.run(dlt.resource(parquet_file, name="trips", write_disposition="append"))
+    seconds = time.perf_counter() - started
+    steps = _step_seconds(pipeline)
+    with duckdb.connect(db_path, read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM floor_data.trips").fetchone()[0]
+    return {"seconds": seconds, "rows": rows, "steps": steps, "formats": _formats(pipeline)}
+
+
 def case_connector(
     base_url: str, token_url: str, file_type: str, destination: str, target: str, work_dir: str
 ) -> dict[str, Any]:
@@ -165,7 +202,7 @@ def case_connector(
     pipeline.run(source)
     seconds = time.perf_counter() - started
     steps = _step_seconds(pipeline)
-    formats = sorted({job.job_file_info.file_format for job in _trips_jobs(pipeline)})
+    formats = _formats(pipeline)
     with pipeline.sql_client() as client:
         rows = client.execute_sql("SELECT count(*) FROM trips")[0][0]
     types = {
@@ -188,6 +225,20 @@ def _trips_jobs(pipeline: Any) -> list[Any]:
     ]
 
 
+def _formats(pipeline: Any) -> list[str]:
+    """The formats of the files trips was loaded from, a Parquet file's with who wrote it (DuckDB or dlt)."""
+    import pyarrow.parquet as pq
+
+    formats = set()
+    for job in _trips_jobs(pipeline):
+        file_format = job.job_file_info.file_format
+        if file_format == "parquet":
+            writer = pq.ParquetFile(job.file_path).metadata.created_by.split(" version")[0]
+            file_format += " by " + ("DuckDB" if writer == "DuckDB" else "dlt")
+        formats.add(file_format)
+    return sorted(formats)
+
+
 def run_case(args: list[str], postgres: str | None = None) -> dict[str, Any]:
     """Run one case in a fresh interpreter and return its JSON result with its peak memory.
 
@@ -207,7 +258,13 @@ def run_case(args: list[str], postgres: str | None = None) -> dict[str, Any]:
 def case_main(argv: list[str]) -> None:
     """Entry point of a measured subprocess: run the case, print its result as one JSON line."""
     name, *rest = argv
-    cases = {"duckdb": case_duckdb, "floor": case_dlt_floor, "connector": case_connector, "copy": case_copy}
+    cases = {
+        "duckdb": case_duckdb,
+        "floor": case_dlt_floor,
+        "file floor": case_file_floor,
+        "connector": case_connector,
+        "copy": case_copy,
+    }
     result = cases[name](*rest)
     result["peak_mb"] = _peak_mb()
     print(json.dumps(result, default=str))
@@ -285,6 +342,11 @@ def measure(
     floor_dir = scratch / f"floor-{rows}"
     floor_dir.mkdir()
     results["floor"] = run_case(["floor", csv_file, str(floor_dir / "floor.duckdb"), str(floor_dir)])
+    file_floor_dir = scratch / f"file-floor-{rows}"
+    file_floor_dir.mkdir()
+    results["file floor"] = run_case(
+        ["file floor", csv_file, str(file_floor_dir / "floor.duckdb"), str(file_floor_dir)]
+    )
     for file_type in file_types:
         work = scratch / f"connector-{file_type}-{rows}"
         work.mkdir()
@@ -358,6 +420,7 @@ def main() -> None:
                 prepared.sandbox.stop()
             print(describe(f"duckdb read_csv {rows:,}", res["duckdb"], None))
             print(describe(f"dlt floor {rows:,}", res["floor"], res["duckdb"]))
+            print(describe(f"file floor {rows:,}", res["file floor"], res["duckdb"]))
             for ft in file_types:
                 print(describe(f"connector {ft} {rows:,}", res[ft], res["duckdb"]))
             if "copy" in res:
@@ -377,10 +440,12 @@ def summary(runs: dict[int, dict[str, Any]], first: int, file_types: tuple[str, 
         target = CSV_TARGET if ft == "csv" else XML_TARGET
         ratio = duck[ft]["seconds"] / duck["duckdb"]["seconds"]
         lines.append(f"{ft.upper()} end to end: {ratio:.2f} x DuckDB's own read_csv (target <= {target})")
-    floor = duck["floor"]["seconds"]
+    native = duck["duckdb"]["seconds"]
+    floor, file_floor = duck["floor"]["seconds"], duck["file floor"]["seconds"]
     lines.append(
-        f"dlt's floor (bare Arrow batches, appended): {floor / duck['duckdb']['seconds']:.2f} x DuckDB's own "
-        f"read_csv; connector CSV {duck['csv']['seconds'] / floor:.2f} x the floor"
+        f"dlt's floor (bare Arrow batches, appended): {floor / native:.2f} x DuckDB's own read_csv; "
+        f"the file floor (a Parquet file DuckDB wrote, imported): {file_floor / native:.2f} x; "
+        f"connector CSV {duck['csv']['seconds'] / file_floor:.2f} x the file floor"
     )
     if "copy" in duck:
         for ft in file_types:

@@ -34,13 +34,17 @@ def run_benchmark(script: str, *args: str, cwd: Path, env: dict[str, str] | None
 
 def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Path) -> None:
     lines = run_benchmark("bench_load.py", "--rows", "5000", "--big-rows", "0", "--no-postgres", cwd=tmp_path)
-    for label in ("duckdb read_csv 5,000", "dlt floor 5,000", "connector csv 5,000", "connector xml 5,000"):
+    for label in ("duckdb read_csv 5,000", "dlt floor 5,000", "file floor 5,000"):
         assert any(line.startswith(label) for line in lines), label
+    for file_type in ("csv", "xml"):
+        (connector,) = [line for line in lines if line.startswith(f"connector {file_type} 5,000 ")]
+        assert " x DuckDB  [parquet by DuckDB]  (extract " in connector  # DuckDB's file, appended: no merge
     assert not any("postgres" in line.lower() for line in lines)
     last = lines[-5:]
     assert last[0].startswith("CSV end to end: ") and last[0].endswith("(target <= 2.0)")
     assert last[1].startswith("XML end to end: ") and last[1].endswith("(target <= 4.0)")
     assert last[2].startswith("dlt's floor (bare Arrow batches, appended): ")
+    assert "the file floor (a Parquet file DuckDB wrote, imported): " in last[2]
     assert last[3].startswith("connector peak memory, CSV into DuckDB: 5,000 rows ")
     assert last[4].startswith("connector peak memory, XML into DuckDB: 5,000 rows ")
 

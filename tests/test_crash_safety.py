@@ -94,36 +94,44 @@ def test_a_killed_run_is_resumed_by_the_next_without_loss_doubling_or_resubmissi
     assert warehouse.query("SELECT count(*), count(DISTINCT job_id) FROM report_jobs") == [(4, 4)]
 
 
-def test_a_file_damaged_while_it_is_read_fails_the_whole_run_and_the_next_run_loads_it_once(
-    make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Rows already handed to dlt cannot be taken back: the extract fails and nothing of the run loads.
+ONE_DAY = {"report_types": ["TRIPS"], "start_time": "2025-03-03", "end_time": "2025-03-04", "window": "P1D"}
 
-    The file is cut short on disk after its first batch reached dlt (a full disk or
-    another process could do this), so the read fails half way, past the row check.
+
+def source_that_damages_its_file(
+    make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Harness, Any, list[int]]:
+    """A harness and a source whose downloaded file is cut short on disk once its first report item reached dlt.
+
+    A full disk or another process could do this. The list receives the file's size before the cut.
     """
     sandbox = make_sandbox(rows_per_hour={"TRIPS": 16_000}, complete_after_list_calls=0)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the run downloads its files
     harness = Harness(sandbox, tmp_path)
-    one_day = {
-        "report_types": ["TRIPS"],
-        "start_time": "2025-03-03",
-        "end_time": "2025-03-04",
-        "window": "P1D",
-    }
     damaged: list[int] = []
 
     def cut_the_file_short(item: Any) -> Any:
-        if not damaged and not isinstance(item, dict):  # the first batch of report rows
+        if not damaged and not isinstance(item, dict):  # the first batch of report rows, or their file
             (path,) = scratch.glob("tikpay-*/tikpay-*.csv")
             damaged.append(path.stat().st_size)
             path.write_bytes(path.read_bytes()[: damaged[0] // 3])
         return item
 
-    source = tikpay(**harness.settings(**one_day))
+    source = tikpay(**harness.settings(**ONE_DAY))
     source.trips.add_map(cut_the_file_short)
+    return harness, source, damaged
+
+
+@pytest.mark.warehouses("filesystem")  # a destination that gets Arrow batches while the file is read
+def test_a_file_damaged_while_it_is_read_fails_the_whole_run_and_the_next_run_loads_it_once(
+    make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows already handed to dlt cannot be taken back: the extract fails and nothing of the run loads.
+
+    The file is cut short after its first batch reached dlt, so the read fails half way, past the row check.
+    """
+    harness, source, damaged = source_that_damages_its_file(make_sandbox, tmp_path, monkeypatch)
     with pytest.raises(PipelineStepFailed) as failed:
         harness.pipeline().run(source)
     assert damaged and damaged[0] > 64_000_000  # larger than what DuckDB reads ahead
@@ -135,7 +143,19 @@ def test_a_file_damaged_while_it_is_read_fails_the_whole_run_and_the_next_run_lo
     assert "nothing of this run is loaded" in str(cause)
     assert not harness.table_exists("trips") and not harness.table_exists("report_jobs")
 
-    harness.run(**one_day)
+    harness.run(**ONE_DAY)
     window = ("2025-03-03T00:00:00", "2025-03-04T00:00:00")
     assert harness.rows_per_window("trips") == harness.truth_per_window("TRIPS", [window])
     assert harness.submissions_for("TRIPS") == [window]  # the second run adopted the job
+
+
+def test_a_file_written_whole_for_dlt_before_it_sees_a_row_loads_whole_whatever_happens_after(
+    make_sandbox: MakeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into DuckDB the checked report becomes one Parquet file before dlt gets it: the same damage changes nothing."""
+    harness, source, damaged = source_that_damages_its_file(make_sandbox, tmp_path, monkeypatch)
+    harness.pipeline().run(source)
+
+    assert damaged and damaged[0] > 64_000_000
+    window = ("2025-03-03T00:00:00", "2025-03-04T00:00:00")
+    assert harness.rows_per_window("trips") == harness.truth_per_window("TRIPS", [window])
