@@ -133,6 +133,7 @@ def case_file_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any
     """
     import dlt
     import duckdb
+    import pyarrow as pa
 
     from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG
 
@@ -143,8 +144,16 @@ def case_file_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any
             con.execute("SET preserve_insertion_order = false")
             source = f"SELECT * FROM read_csv('{csv_path}')"
             con.execute(f"COPY ({source}) TO '{parquet}' (FORMAT PARQUET, ROW_GROUP_SIZE {BATCH_ROWS})")
-            columns = con.sql(f"{source} LIMIT 0").arrow()
-        yield dlt.mark.with_file_import(str(parquet), "parquet", hints=columns)
+            columns = con.sql(f"{source} LIMIT 0").to_arrow_table()
+        # DuckDB's naive timestamps stay naive (else dlt would rewrite the file to give them a zone)
+        naive = {
+            field.name: {"data_type": "timestamp", "timezone": False}
+            for field in columns.schema
+            if pa.types.is_timestamp(field.type) and field.type.tz is None
+        }
+        item = dlt.mark.with_file_import(str(parquet), "parquet", hints=columns)
+        item.meta.hints = dlt.mark.make_hints(columns=naive) if naive else None
+        yield item
 
     pipeline = dlt.pipeline(
         pipeline_name="file_floor",
