@@ -475,17 +475,29 @@ def test_xml_records_one_row_cannot_hold_are_refused_not_cut_down(
         list(read_report(path, "xml", "UTC"))
 
 
-def test_xml_non_characters_are_left_to_the_full_parser(tmp_path: Path, parts: int) -> None:
-    """U+FFFF is not an XML character: the scanner must not accept what the parser refuses."""
+@pytest.mark.parametrize("forbidden", ["\uffff", "\ufffe", "]]>"])
+def test_xml_non_characters_are_left_to_the_full_parser(tmp_path: Path, parts: int, forbidden: str) -> None:
+    """U+FFFE and U+FFFF are not XML characters, nor is ]]> XML text: the scanner must not accept them."""
     path = tmp_path / "ffff.xml"
     path.write_text(
         '<?xml version="1.0"?>\n<report>\n<record id="1"><name>Zoë</name></record>\n'
-        '<record id="2"><name>Ja\uffffck</name></record>\n</report>\n',
+        f'<record id="2"><name>Ja{forbidden}ck</name></record>\n</report>\n',
         encoding="utf-8",
     )
     assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
     with pytest.raises(ReportFileError, match="malformed"):
         list(read_report(path, "xml", "UTC"))
+
+
+def test_xml_text_near_the_forbidden_sequences_is_scanned_like_the_parser_reads_it(tmp_path: Path) -> None:
+    """Their first bytes alone (``]``, fullwidth letters and U+FFFD start with 0xEF) are ordinary text."""
+    path = tmp_path / "near.xml"
+    names = ["Platform ]1[", "a]]b", "Ｔｏｗｎ Ｈａｌｌ", "\ufffd", "&amp;lt;not a tag&amp;gt;"]
+    records = "".join(f'<record id="{i}"><name>{name}</name></record>\n' for i, name in enumerate(names))
+    path.write_text(f'<?xml version="1.0"?>\n<report>\n{records}</report>\n', encoding="utf-8")
+    scanned, fast, full = both_conversions(path, tmp_path)
+    assert scanned == len(names) and fast == full
+    assert [row["name"] for row in fast] == [*names[:4], "&lt;not a tag&gt;"]
 
 
 def test_xml_without_the_root_end_is_refused(tmp_path: Path, parts: int) -> None:

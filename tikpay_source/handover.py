@@ -2,8 +2,9 @@
 
 ``report_jobs`` downloads and checks a job's file, then yields the job's row; dlt feeds
 that row to every report-table transformer, and the one whose report type it names
-claims the file and streams its batches into its own table. dlt runs a transformer's generator
-interleaved with its parent's, so after handing a file over ``report_jobs`` steps aside
+claims the file and hands its rows to its own table (one file to import, or Arrow
+batches). dlt runs a transformer's generator interleaved with its parent's, so after
+handing a file over ``report_jobs`` steps aside
 (:meth:`FileHandover.wait` yields ``None``, which dlt skips) until the file has been
 read: one report file is open at a time, and the run's steps keep their order.
 """
