@@ -7,6 +7,7 @@ landed is compared with the file's text and with the Arrow batches the other war
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo
 import dlt
 import pytest
 from dlt.common.destination.configuration import CsvFormatConfiguration
-from harness import Harness, assert_exact, daily, files_per_step
+from harness import Harness, assert_exact, daily, files_per_step, loaded_jobs
 from warehouses import PostgresWarehouse
 
 from tikpay_source.sandbox import Sandbox
@@ -39,6 +40,27 @@ def test_a_report_goes_to_postgres_as_one_csv_file_that_dlt_copies_as_it_is(harn
         assert files_per_step(harness.pipeline(), table) == ({"csv"}, {"csv"}), table
     assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
     assert_exact(harness, "CUSTOMERS", daily("2025-03-01", 2))
+
+
+def test_a_large_report_goes_as_csv_files_that_dlt_copies_side_by_side(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path, postgres_dsn: str
+) -> None:
+    """One file per DuckDB thread, each COPYd on a connection of its own; every row lands once."""
+    sandbox = make_sandbox(rows_per_hour={"TRIPS": 16_000}, complete_after_list_calls=0)
+    harness = Harness(sandbox, tmp_path, warehouse=PostgresWarehouse(postgres_dsn, tmp_path))
+    harness.run(report_types=["TRIPS"], start_time="2025-03-03", end_time="2025-03-04", window="P1D")
+
+    jobs = loaded_jobs(harness.pipeline(), "trips")
+    assert [job.job_file_info.file_format for job in jobs] == ["csv", "csv"]
+    assert_exact(harness, "TRIPS", daily("2025-03-03", 1))
+    counted = [  # dlt's own count of the rows, from the files' metrics at extract
+        metrics.items_count
+        for step in harness.pipeline().last_trace.last_extract_info.metrics.values()
+        for stage in step
+        for name, metrics in stage["job_metrics"].items()
+        if name.startswith("trips.")
+    ]
+    assert sum(counted) == harness.sandbox.count_rows("TRIPS", *daily("2025-03-03", 1)[0])
 
 
 def as_file_text(value: Any) -> str:

@@ -132,7 +132,7 @@ class ReportFile:
             yield localise_timestamps(batch, self._timezone)
 
     def copy_to(self, path: Path, select: str, options: str) -> None:
-        """Write ``SELECT {select}`` over the checked rows to a file with DuckDB's ``COPY … ({options})``.
+        """Write ``SELECT {select}`` over the checked rows with DuckDB's ``COPY … TO path ({options})``.
 
         For destinations that load files as they are: the rows go from the file to the new
         file inside DuckDB, never through Arrow or Python. ``select`` reads the file's text
