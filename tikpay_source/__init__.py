@@ -140,6 +140,6 @@ def report_table(
             yield from delta_windows.batches(job["window_start"], handover.stream(handed))
         else:
             disposition = writes.disposition(handed.window, handed.state_loaded_it)
-            yield from handover.stream(handed, disposition)  # one file to import, or Arrow batches
+            yield from handover.stream(handed, disposition)  # files to import, or Arrow batches
 
     return dlt.transformer(rows, data_from=jobs, name=table, **REPORT_HINTS)

@@ -2,7 +2,7 @@
 
 ``report_jobs`` downloads and checks a job's file, then yields the job's row; dlt feeds
 that row to every report-table transformer, and the one whose report type it names
-claims the file and hands its rows to its own table (one file to import, or Arrow
+claims the file and hands its rows to its own table (files to import, or Arrow
 batches). dlt runs a transformer's generator interleaved with its parent's, so after
 handing a file over ``report_jobs`` steps aside
 (:meth:`FileHandover.wait` yields ``None``, which dlt skips) until the file has been
@@ -73,9 +73,9 @@ class FileHandover:
         """A claimed file's rows in the form the destination loads best, then the file is released.
 
         Into a destination that loads a file as it is (Parquet into DuckDB and MotherDuck, CSV
-        into PostgreSQL), one file to import (see :mod:`tikpay_source.exports`); anywhere else
+        into PostgreSQL), its files to import (see :mod:`tikpay_source.exports`); anywhere else
         the tagged Arrow batches.
-        ``write_disposition``, if given, goes to dlt with the file's first item.
+        ``write_disposition``, if given, goes to dlt with every file, or with the first batch.
         """
         hints = dlt.mark.make_hints(write_disposition=write_disposition) if write_disposition else None
         rows = 0

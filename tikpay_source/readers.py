@@ -134,8 +134,8 @@ class ReportFile:
     def copy_to(self, path: Path, select: str, options: str) -> None:
         """Write ``SELECT {select}`` over the checked rows with DuckDB's ``COPY … TO path ({options})``.
 
-        For destinations that load files as they are: the rows go from the file to the new
-        file inside DuckDB, never through Arrow or Python. ``select`` reads the file's text
+        For destinations that load files as they are: the rows go from the report to the new
+        file (or folder of files) inside DuckDB, never through Arrow or Python. ``select`` reads the file's text
         (:attr:`text_source`, each column's :attr:`ReportColumn.text`): every value is known
         to fit its column's type already.
         """
