@@ -47,6 +47,7 @@ from tikpay_source.errors import LineTooLong, ReportFileError
 from tikpay_source.file_errors import LINE_TOO_LONG, file_problem
 from tikpay_source.settings import (
     BATCH_ROWS,
+    READER_BUFFER_BYTES,
     READER_DUCKDB_CONFIG,
     READER_LONG_LINE_DUCKDB_CONFIG,
     READER_MAX_LINE_BYTES,
@@ -55,8 +56,9 @@ from tikpay_source.settings import (
 from tikpay_source.xml_reports import xml_to_csv
 
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
-# DuckDB reads ahead in proportion to its line limit, so the larger limit is used only for
-# a file that needs it: memory stays as it was for every other file.
+# DuckDB reads ahead in proportion to its line limit, so the larger limit (with the buffers it
+# needs) is used only for a file that needs it: memory stays as it was for every other file.
+_SMALL_BUFFERS = f", buffer_size = {READER_BUFFER_BYTES}"
 _LONG_LINES = f", max_line_size = {READER_MAX_LINE_BYTES}"
 
 _Result = TypeVar("_Result")
@@ -245,7 +247,7 @@ def _open_csv(
     known_types: ColumnTypes | None,
     scratch: tempfile.TemporaryDirectory[str] | None,
     discard: Path | None,
-    options: str = "",
+    options: str = _SMALL_BUFFERS,
     duckdb_config: dict[str, object] = READER_DUCKDB_CONFIG,
 ) -> ReportFile:
     """Read every value as text once to decide the columns' types; the read that follows streams.
