@@ -102,7 +102,6 @@ def case_dlt_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]
     Same batch size, reader settings and dlt settings as the connector; append, so no staging copy and no
     merge. This is the least time any source that hands dlt Arrow batches can take.
     """
-    import dlt
     import duckdb
 
     from tikpay_source.settings import BATCH_ROWS, READER_DUCKDB_CONFIG
@@ -111,19 +110,7 @@ def case_dlt_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]
         with duckdb.connect(config=READER_DUCKDB_CONFIG) as con:
             yield from con.sql(f"SELECT * FROM read_csv('{csv_path}')").to_arrow_reader(BATCH_ROWS)
 
-    pipeline = dlt.pipeline(
-        pipeline_name="dlt_floor",
-        pipelines_dir=str(Path(work_dir) / "pipelines"),
-        destination=dlt.destinations.duckdb(db_path),
-        dataset_name="floor_data",
-    )
-    started = time.perf_counter()
-    pipeline.run(dlt.resource(batches, name="trips", write_disposition="append"))
-    seconds = time.perf_counter() - started
-    steps = _step_seconds(pipeline)
-    with duckdb.connect(db_path, read_only=True) as con:
-        rows = con.execute("SELECT count(*) FROM floor_data.trips").fetchone()[0]
-    return {"seconds": seconds, "rows": rows, "steps": steps}
+    return _append_to_duckdb("dlt_floor", batches, db_path, work_dir)[0]
 
 
 def case_file_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any]:
@@ -155,19 +142,28 @@ def case_file_floor(csv_path: str, db_path: str, work_dir: str) -> dict[str, Any
         item.meta.hints = dlt.mark.make_hints(columns=naive) if naive else None
         yield item
 
+    result, pipeline = _append_to_duckdb("file_floor", parquet_file, db_path, work_dir)
+    return result | {"formats": _formats(pipeline)}
+
+
+def _append_to_duckdb(name: str, data: Any, db_path: str, work_dir: str) -> tuple[dict[str, Any], Any]:
+    """A floor's timed run: ``data`` appended as ``trips`` by a bare resource; its result and pipeline."""
+    import dlt
+    import duckdb
+
     pipeline = dlt.pipeline(
-        pipeline_name="file_floor",
+        pipeline_name=name,
         pipelines_dir=str(Path(work_dir) / "pipelines"),
         destination=dlt.destinations.duckdb(db_path),
         dataset_name="floor_data",
     )
     started = time.perf_counter()
-    pipeline.run(dlt.resource(parquet_file, name="trips", write_disposition="append"))
+    pipeline.run(dlt.resource(data, name="trips", write_disposition="append"))
     seconds = time.perf_counter() - started
     steps = _step_seconds(pipeline)
     with duckdb.connect(db_path, read_only=True) as con:
         rows = con.execute("SELECT count(*) FROM floor_data.trips").fetchone()[0]
-    return {"seconds": seconds, "rows": rows, "steps": steps, "formats": _formats(pipeline)}
+    return {"seconds": seconds, "rows": rows, "steps": steps}, pipeline
 
 
 def case_connector(
