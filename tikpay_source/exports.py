@@ -36,6 +36,7 @@ import pyarrow as pa
 from dlt.common.destination.configuration import CsvFormatConfiguration
 from dlt.common.normalizers.naming import NamingConvention
 from dlt.common.pipeline import current_pipeline
+from dlt.extract.hints import TResourceHints
 from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.column_types import DATE, TEXT_TYPE, TIMESTAMP
@@ -123,16 +124,20 @@ def ready_file_items(
         select = ", ".join(_named(values, report, window, job_id, naming, ready.file_format))
         report.copy_to(target, select, options)
         files = sorted(target.iterdir()) if target.is_dir() else [target]
+        types, hints = _import_hints(report, timezone, ready.file_format, write_disposition)
         for number, path in enumerate(files):
             # dlt adds up a table's rows from its files' counts; how DuckDB split them is not known
             rows = report.rows if number == 0 else 0
-            yield _file_import(path, report, timezone, ready.file_format, rows, write_disposition)
+            item = dlt.mark.with_file_import(str(path), ready.file_format, rows, hints=types)
+            # dlt's helper takes column types (an Arrow table) or resource hints; its item holds both
+            item.meta.hints = hints
+            yield item
 
 
-def _file_import(
-    path: Path, report: ReportFile, timezone: str, file_format: str, rows: int, write_disposition: Any
-) -> DataItemWithMeta:
-    """The written file as dlt's file import, typed as the batches would have typed the table."""
+def _import_hints(
+    report: ReportFile, timezone: str, file_format: str, write_disposition: Any
+) -> tuple[pa.Table, TResourceHints | None]:
+    """What goes with each written file: the column types the batches would have given the table, and hints."""
     schema = tagged_schema(report.schema, timezone)
     columns = None
     if file_format == PARQUET:
@@ -141,11 +146,10 @@ def _file_import(
         # in the table's schema too (an existing NOT NULL column keeps its constraint)
         schema = pa.schema([field.with_nullable(True) for field in schema])
         columns = {name: {**hints, "nullable": True} for name, hints in REPORT_HINTS["columns"].items()}
-    item = dlt.mark.with_file_import(str(path), file_format, rows, hints=schema.empty_table())
-    # dlt's helper takes column types (an Arrow table) or resource hints; its item holds both
+    hints = None
     if write_disposition or columns:
-        item.meta.hints = dlt.mark.make_hints(write_disposition=write_disposition, columns=columns)
-    return item
+        hints = dlt.mark.make_hints(write_disposition=write_disposition, columns=columns)
+    return schema.empty_table(), hints
 
 
 def _csv_options(delimiter: str) -> str:
