@@ -293,10 +293,10 @@ def prepare(rows: int, file_types: tuple[str, ...], scratch: Path) -> Prepared:
     The connector later adopts these jobs (same report type, window and file type), so
     the file it downloads is already on the sandbox's disk.
     """
-    from tikpay_source.budget import RequestBudget
-    from tikpay_source.client import TikpayClient
+    from tikpay_source.api.client import TikpayClient
+    from tikpay_source.api.ledger import RequestLedger
     from tikpay_source.config import Credentials
-    from tikpay_source.quota import RequestLedger
+    from tikpay_source.planning.budget import RequestBudget
     from tikpay_source.sandbox import (
         DEMO_API_KEY,
         DEMO_CLIENT_ID,

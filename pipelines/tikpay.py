@@ -173,12 +173,12 @@ def file_format_for(pipeline: Any) -> str | None:
 
 
 def make_views(pipeline: Any, quiet: bool) -> None:
-    """The BI views (tikpay_source/views.py) after a load; a failure is reported, never fatal.
+    """The BI views (tikpay_source/loading/views.py) after a load; a failure is reported, never fatal.
 
     The rows and the state are committed by now, so a view that cannot be made (a
     permission, say) must not turn a good load into a failed run.
     """
-    from tikpay_source.views import create_views
+    from tikpay_source.loading.views import create_views
 
     try:
         lines = create_views(pipeline)

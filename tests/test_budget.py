@@ -12,9 +12,9 @@ from cli import cli_env, run_cli
 from harness import Harness
 
 from tikpay_source import plan_next_run
-from tikpay_source.budget import RunPlan, needs_adoption_check
+from tikpay_source.planning.budget import RunPlan, needs_adoption_check
+from tikpay_source.planning.windows import Window
 from tikpay_source.sandbox import Sandbox
-from tikpay_source.windows import Window
 
 DAY = timedelta(days=1)
 

@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tikpay_source.api import ApiJob, parse_retry_after
-from tikpay_source.budget import RequestBudget
-from tikpay_source.client import TikpayClient
+from tikpay_source.api.client import TikpayClient
+from tikpay_source.api.ledger import RequestLedger
+from tikpay_source.api.models import ApiJob, parse_retry_after
 from tikpay_source.config import Credentials
 from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, RequestNotSent, SubmissionUncertain
-from tikpay_source.quota import RequestLedger
+from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
 from tikpay_source.settings import MAX_TRANSIENT_RETRIES, RETRY_BACKOFF_SECONDS
 

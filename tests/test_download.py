@@ -8,13 +8,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tikpay_source.api import ApiJob
-from tikpay_source.budget import RequestBudget
-from tikpay_source.client import TikpayClient
+from tikpay_source.api.client import TikpayClient
+from tikpay_source.api.download import download_report
+from tikpay_source.api.ledger import RequestLedger
+from tikpay_source.api.models import ApiJob
 from tikpay_source.config import Credentials
-from tikpay_source.download import download_report
 from tikpay_source.errors import LinkExpired, ReportFileError
-from tikpay_source.quota import RequestLedger
+from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
 from tikpay_source.settings import DOWNLOAD_CHUNK_BYTES
 

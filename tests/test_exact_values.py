@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from harness import Harness
 
-from tikpay_source.column_types import BOOL_STYLES
+from tikpay_source.columns.types import BOOL_STYLES
 from tikpay_source.sandbox import Fault, Sandbox
 from tikpay_source.settings import EXIT_OK, EXIT_WINDOWS_FAILED, FORMAT_HINT, MAX_SUBMIT_ATTEMPTS
 

@@ -21,11 +21,11 @@ import pytest
 from harness import Harness, assert_exact, daily, files_per_step, parquet_writers
 from warehouses import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
-from tikpay_source.exports import ReadyFile, ready_file_items, utc_offsets
-from tikpay_source.readers import localise_timestamps, open_report
+from tikpay_source.files.readers import localise_timestamps, open_report
+from tikpay_source.loading.exports import ReadyFile, ready_file_items, utc_offsets
+from tikpay_source.loading.tables import REPORT_HINTS, tag_batch
+from tikpay_source.planning.windows import Window
 from tikpay_source.sandbox import Sandbox
-from tikpay_source.tables import REPORT_HINTS, tag_batch
-from tikpay_source.windows import Window
 
 ZONE = "Australia/Sydney"
 TRICKY_CSV = (

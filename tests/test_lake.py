@@ -15,9 +15,9 @@ from cli import cli_env, kill_when, one_day_args, run_cli
 from harness import Harness, assert_exact, daily, loading_into
 from warehouses import FilesystemWarehouse, Warehouse
 
+from tikpay_source.loading.views import create_views, lake_queries
 from tikpay_source.sandbox import Sandbox
 from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_OK, EXIT_WINDOWS_FAILED, REPORT_TABLES, REPORT_TYPES
-from tikpay_source.views import create_views, lake_queries
 
 pytestmark = pytest.mark.warehouses("filesystem", "s3")
 MakeSandbox = Callable[..., Sandbox]

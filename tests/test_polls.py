@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tikpay_source.polls import PollSchedule
+from tikpay_source.api.polls import PollSchedule
 
 
 def test_the_first_poll_comes_when_the_slowest_recent_job_would_be_done() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from tikpay_source.budget import RequestBudget
-from tikpay_source.client import TikpayClient
+from tikpay_source.api.client import TikpayClient
+from tikpay_source.api.ledger import RequestLedger, key_fingerprint
 from tikpay_source.config import Credentials
 from tikpay_source.errors import TikpayError
-from tikpay_source.quota import RequestLedger, key_fingerprint
+from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
 
 KEY = "tikpay-live-key-3c9e7a1f0b"

@@ -14,15 +14,15 @@ import pyarrow as pa
 import pytest
 
 from tikpay_source import readers, xml_reports
-from tikpay_source.api import ApiJob
-from tikpay_source.budget import RequestBudget
-from tikpay_source.client import TikpayClient
-from tikpay_source.column_types import TEXT_TYPE, ColumnType
+from tikpay_source.api.client import TikpayClient
+from tikpay_source.api.download import download_report
+from tikpay_source.api.ledger import RequestLedger
+from tikpay_source.api.models import ApiJob
+from tikpay_source.columns.types import TEXT_TYPE, ColumnType
 from tikpay_source.config import Credentials
-from tikpay_source.download import download_report
 from tikpay_source.errors import ReportFileError
-from tikpay_source.quota import RequestLedger
-from tikpay_source.readers import open_report, read_report
+from tikpay_source.files.readers import open_report, read_report
+from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import (
     DEMO_API_KEY,
     DEMO_CLIENT_ID,

@@ -9,10 +9,10 @@ import pytest
 from harness import Harness, assert_exact, daily
 
 from tikpay_source import tikpay
-from tikpay_source.budget import RequestBudget
-from tikpay_source.client import TikpayClient
+from tikpay_source.api.client import TikpayClient
+from tikpay_source.api.ledger import RequestLedger
 from tikpay_source.config import Credentials
-from tikpay_source.quota import RequestLedger
+from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
 from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_WINDOWS_FAILED, REPORT_TABLES
 

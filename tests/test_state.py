@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from tikpay_source.api import ApiJob
+from tikpay_source.api.models import ApiJob
 from tikpay_source.config import TikpayConfig, build_config
-from tikpay_source.state import GAVE_UP, LOADED, OWED, SUBMITTED, RunState
-from tikpay_source.windows import Window
+from tikpay_source.planning.state import GAVE_UP, LOADED, OWED, SUBMITTED, RunState
+from tikpay_source.planning.windows import Window
 
 NOW = datetime(2025, 3, 5, 12, 0)
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from harness import Harness
 
+from tikpay_source.loading.views import VIEWS, create_views
 from tikpay_source.sandbox import Sandbox
-from tikpay_source.views import VIEWS, create_views
 
 pytestmark = pytest.mark.warehouses("duckdb", "postgres")
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tikpay_source.errors import ConfigError
-from tikpay_source.windows import (
+from tikpay_source.planning.windows import (
     DEFAULT_ANCHOR,
     Grid,
     Window,
@@ -195,6 +195,6 @@ def test_local_times_refuse_offsets_and_garbage() -> None:
 def test_window_key_round_trips_through_state() -> None:
     window = Window(datetime(2025, 4, 6), datetime(2025, 4, 7), "TAPS")
     assert window.key == "TAPS|2025-04-06T00:00:00|2025-04-07T00:00:00"
-    from tikpay_source.state import window_from_key
+    from tikpay_source.planning.state import window_from_key
 
     assert window_from_key(window.key) == window

@@ -27,7 +27,6 @@ from dlt.common.exceptions import DltException
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from tikpay_source.budget import plan_next_run
 from tikpay_source.config import OPTIONS, TikpayConfig, build_config
 from tikpay_source.errors import (
     ApiError,
@@ -38,14 +37,15 @@ from tikpay_source.errors import (
     ReportFileError,
     TikpayError,
 )
-from tikpay_source.handover import FileHandover
-from tikpay_source.lake import DeltaWindows, one_row_per_job, use_delta_for_jobs, uses_delta
+from tikpay_source.loading.handover import FileHandover
+from tikpay_source.loading.lake import DeltaWindows, one_row_per_job, use_delta_for_jobs, uses_delta
+from tikpay_source.loading.presence import TableWrites
+from tikpay_source.loading.tables import JOB_HINTS, REPORT_HINTS, selected_report_types
 from tikpay_source.outcome import RunSummary, run_summary
-from tikpay_source.presence import TableWrites
+from tikpay_source.planning.budget import plan_next_run
+from tikpay_source.planning.state import RunState
 from tikpay_source.runner import ReportJobRunner
 from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES
-from tikpay_source.state import RunState
-from tikpay_source.tables import JOB_HINTS, REPORT_HINTS, selected_report_types
 
 __all__ = [
     "ApiError",
@@ -99,8 +99,8 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
     """Plan, submit and track report jobs; yields one ``report_jobs`` row per change of a job.
 
     The report types it submits are those whose table's resource is selected. The
-    connector's state (see :mod:`tikpay_source.state`) is committed with the rows it describes.
-    On Delta tables (see :mod:`tikpay_source.lake`) the table gets one row per job and run.
+    connector's state (see :mod:`tikpay_source.planning.state`) is committed with the rows it describes.
+    On Delta tables (see :mod:`tikpay_source.loading.lake`) the table gets one row per job and run.
     """
     try:
         resources = dlt.current.source().resources
@@ -125,8 +125,8 @@ def report_table(
     """The resource of one report table: the rows of the files ``jobs`` hands over for ``report_type``.
 
     On a warehouse a file's rows are appended where nothing of its window can be in the
-    table yet, else they replace the window's rows (see :mod:`tikpay_source.presence`); on
-    Delta tables a scoped merge replaces them (see :mod:`tikpay_source.lake`).
+    table yet, else they replace the window's rows (see :mod:`tikpay_source.loading.presence`); on
+    Delta tables a scoped merge replaces them (see :mod:`tikpay_source.loading.lake`).
     """
     table = REPORT_TABLES[report_type]
     delta_windows = DeltaWindows()

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tikpay_source.errors import ConfigError
+from tikpay_source.planning.windows import parse_duration, parse_local, parse_window_size
 from tikpay_source.settings import (
     BASE_URL_TEMPLATE,
     DEFAULT_ENVIRONMENT,
@@ -35,7 +36,6 @@ from tikpay_source.settings import (
     TOKEN_AUTH_METHODS,
     TOKEN_URL_TEMPLATE,
 )
-from tikpay_source.windows import parse_duration, parse_local, parse_window_size
 
 
 @dataclass(frozen=True)

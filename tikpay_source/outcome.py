@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from tikpay_source.planning.state import last_run_of, stored_state
 from tikpay_source.settings import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -19,7 +20,6 @@ from tikpay_source.settings import (
     EXIT_QUOTA_STOP,
     EXIT_WINDOWS_FAILED,
 )
-from tikpay_source.state import last_run_of, stored_state
 
 
 class RunOutcome:

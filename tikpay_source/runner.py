@@ -13,7 +13,7 @@ The order of the steps is what keeps the quota and the data safe:
 
 A quota stop or an error of the whole run ends it cleanly: what was downloaded is still
 loaded and the state saved, and ``last_run`` in the state says what happened. The state
-itself is changed only through :class:`~tikpay_source.state.RunState`.
+itself is changed only through :class:`~tikpay_source.planning.state.RunState`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_duration
-from tikpay_source.budget import RequestBudget, RunPlan, plan_run
-from tikpay_source.client import TikpayClient
+from tikpay_source.api.client import TikpayClient
+from tikpay_source.api.ledger import RequestLedger, open_ledger
+from tikpay_source.api.models import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_duration
+from tikpay_source.api.polls import PollSchedule
 from tikpay_source.config import TikpayConfig
 from tikpay_source.errors import (
     ApiError,
@@ -41,20 +42,19 @@ from tikpay_source.errors import (
     SubmissionUncertain,
     TikpayError,
 )
-from tikpay_source.fetching import LATER, LINK_REFUSED, WAIT_FOR_LINK, Problem, ReportFetcher
-from tikpay_source.handover import FileHandover
+from tikpay_source.files.fetching import LATER, LINK_REFUSED, WAIT_FOR_LINK, Problem, ReportFetcher
+from tikpay_source.loading.handover import FileHandover
+from tikpay_source.loading.tables import LOADED_STATUS, job_row
 from tikpay_source.outcome import RunOutcome
-from tikpay_source.polls import PollSchedule
-from tikpay_source.quota import RequestLedger, open_ledger
+from tikpay_source.planning.budget import RequestBudget, RunPlan, plan_run
+from tikpay_source.planning.state import OWED, SUBMITTED, Entry, RunState
+from tikpay_source.planning.windows import format_local
 from tikpay_source.settings import (
     LOGGER_NAME,
     MAX_UNUSABLE_ANSWERS,
     PROBE_SPAN_DAYS,
     REPORT_TABLES,
 )
-from tikpay_source.state import OWED, SUBMITTED, Entry, RunState
-from tikpay_source.tables import LOADED_STATUS, job_row
-from tikpay_source.windows import format_local
 
 log = logging.getLogger(LOGGER_NAME)
 

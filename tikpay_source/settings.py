@@ -76,7 +76,7 @@ READER_MAX_LINE_BYTES = 8 * 1024 * 1024
 # per thread: buffers of this size held the reader 70 MB lower at 1 million rows, as fast.
 READER_BUFFER_BYTES = 8 * 1024 * 1024
 
-# The typing rules (see tikpay_source/column_types.py and the README's typing table).
+# The typing rules (see tikpay_source/columns/types.py and the README's typing table).
 # Integers of up to this many digits are BIGINT; longer ones are DECIMAL(p, 0).
 BIGINT_MAX_DIGITS = 18
 # A decimal column gets the first of these precisions its values fit (DuckDB's 8- and
@@ -98,13 +98,13 @@ FORMAT_HINT = "x-tikpay-format"
 
 # Destinations (dlt's destination types) whose loader COPYs a CSV file as it is: there the
 # connector writes the checked report as that file itself, instead of Arrow batches that dlt
-# would write as Parquet and then rewrite as CSV (see tikpay_source/exports.py).
+# would write as Parquet and then rewrite as CSV (see tikpay_source/loading/exports.py).
 CSV_FILE_DESTINATIONS: tuple[str, ...] = ("dlt.destinations.postgres",)
 # Destinations whose loader reads a Parquet file as it is: there DuckDB writes the checked
 # report as that file, instead of Arrow batches that pass through Python and pyarrow's writer.
 PARQUET_FILE_DESTINATIONS: tuple[str, ...] = ("dlt.destinations.duckdb", "dlt.destinations.motherduck")
 # Destinations asked whether a report table already holds a window's rows before they are
-# appended rather than replaced (see tikpay_source/presence.py); every other one replaces.
+# appended rather than replaced (see tikpay_source/loading/presence.py); every other one replaces.
 PROBED_DESTINATIONS: tuple[str, ...] = (
     "dlt.destinations.duckdb",
     "dlt.destinations.motherduck",

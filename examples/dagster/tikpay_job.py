@@ -17,8 +17,8 @@ import dlt
 from dagster import Definitions, Failure, OpExecutionContext, ScheduleDefinition, job, op
 
 from tikpay_source import run_summary, tikpay
+from tikpay_source.loading.views import create_views
 from tikpay_source.settings import EXIT_OK, EXIT_QUOTA_STOP
-from tikpay_source.views import create_views
 
 
 @op

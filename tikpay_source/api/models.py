@@ -1,6 +1,6 @@
 """What the Data API says, as Python values: job entries, job statuses, error answers, Retry-After.
 
-Pure parsing, no requests: the client (:mod:`tikpay_source.client`) sends the calls and
+Pure parsing, no requests: the client (:mod:`tikpay_source.api.client`) sends the calls and
 hands their answers here, the runner decides on the values.
 """
 
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from tikpay_source.errors import ApiError, ConfigError
-from tikpay_source.windows import parse_local
+from tikpay_source.planning.windows import parse_local
 
 # Job statuses of the public reference; any other value is an answer the connector cannot use.
 COMPLETE = "COMPLETE"

@@ -3,7 +3,7 @@
 A column keeps its type from file to file: every later file is read with it, so
 ``route_id`` values such as ``333`` stay text once the column is text. A file whose
 values need more (text where the column holds integers) widens the column in the
-warehouse (:mod:`tikpay_source.widening`) before its rows are handed to dlt, so no window
+warehouse (:mod:`tikpay_source.columns.widening`) before its rows are handed to dlt, so no window
 is ever refused for its types. Earlier loads are known from the schema dlt keeps, as it
 was when this run first looked; this run's files are remembered as they are read.
 
@@ -20,11 +20,11 @@ from typing import Any
 
 import dlt
 
-from tikpay_source.column_types import ColumnType, from_schema
+from tikpay_source.columns.types import ColumnType, from_schema
+from tikpay_source.columns.widening import widen_columns
 from tikpay_source.errors import WidenNextRun
-from tikpay_source.readers import ReportFile
+from tikpay_source.files.readers import ReportFile
 from tikpay_source.settings import FORMAT_HINT, REPORT_TABLES
-from tikpay_source.widening import widen_columns
 
 _TYPE_HINTS = ("data_type", "precision", "scale", FORMAT_HINT)
 

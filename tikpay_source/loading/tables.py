@@ -3,7 +3,7 @@
 ``report_jobs`` is merged on ``job_id``, so a job's row is updated as its status
 changes. Report tables are merged with the delete-insert strategy on the window start:
 loading a window again replaces that window's rows instead of doubling them (a window that
-cannot be in the table yet is appended instead, see :mod:`tikpay_source.presence`). No report
+cannot be in the table yet is appended instead, see :mod:`tikpay_source.loading.presence`). No report
 column is listed anywhere: the columns come from each file. Each table has a resource
 of its own (see :mod:`tikpay_source`), so these hints are the resources' own.
 """
@@ -17,15 +17,15 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from tikpay_source.api import IN_PROGRESS, ApiJob, local_instant
+from tikpay_source.api.models import IN_PROGRESS, ApiJob, local_instant
+from tikpay_source.planning.state import Entry
+from tikpay_source.planning.windows import Window
 from tikpay_source.settings import (
     JOB_ID_COLUMN,
     REPORT_TABLES,
     WINDOW_END_COLUMN,
     WINDOW_START_COLUMN,
 )
-from tikpay_source.state import Entry
-from tikpay_source.windows import Window
 
 JOB_COLUMNS: dict[str, dict[str, Any]] = {
     "job_id": {"data_type": "text", "nullable": False},

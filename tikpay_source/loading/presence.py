@@ -28,10 +28,10 @@ from dlt.common.pipeline import current_pipeline
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from tikpay_source.errors import caused_by_interrupt
+from tikpay_source.loading.tables import REPORT_HINTS
+from tikpay_source.planning.windows import Window
 from tikpay_source.progress import log
 from tikpay_source.settings import PROBED_DESTINATIONS, WINDOW_END_COLUMN, WINDOW_START_COLUMN
-from tikpay_source.tables import REPORT_HINTS
-from tikpay_source.windows import Window
 
 APPEND = "append"
 REPLACE = REPORT_HINTS["write_disposition"]

@@ -20,10 +20,10 @@ import pyarrow as pa
 from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.errors import ReadInterrupted, ReportFileError
-from tikpay_source.exports import ready_file, ready_file_items
-from tikpay_source.readers import ReportFile
-from tikpay_source.tables import LOADED_STATUS, tag_batch
-from tikpay_source.windows import Window
+from tikpay_source.files.readers import ReportFile
+from tikpay_source.loading.exports import ready_file, ready_file_items
+from tikpay_source.loading.tables import LOADED_STATUS, tag_batch
+from tikpay_source.planning.windows import Window
 
 # Rounds of stepping aside with no sign of the table's resource before giving up on it: dlt
 # resumes the parent after one item of each other generator, so a table resource that is
@@ -73,7 +73,7 @@ class FileHandover:
         """A claimed file's rows in the form the destination loads best, then the file is released.
 
         Into a destination that loads a file as it is (Parquet into DuckDB and MotherDuck, CSV
-        into PostgreSQL), its files to import (see :mod:`tikpay_source.exports`); anywhere else
+        into PostgreSQL), its files to import (see :mod:`tikpay_source.loading.exports`); anywhere else
         the tagged Arrow batches.
         ``write_disposition``, if given, goes to dlt with every file, or with the first batch.
         """

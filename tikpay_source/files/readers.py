@@ -2,12 +2,12 @@
 
 CSV is read by DuckDB's reader, every value as text, in one pass that decides each
 column's type from the whole file by the lossless rules of
-:mod:`tikpay_source.column_types` (a column is a number only if every value is one and
+:mod:`tikpay_source.columns.types` (a column is a number only if every value is one and
 reads back the same, so card numbers with leading zeros stay text). The read that
 follows casts to those types and hands back Arrow record batches of bounded size. A
 column already loaded keeps its type, widened if this file needs more. Header names
-become warehouse names that never collide (:mod:`tikpay_source.column_names`). XML is
-converted to a temporary CSV file (see :mod:`tikpay_source.xml_reports`) and read the
+become warehouse names that never collide (:mod:`tikpay_source.columns.names`). XML is
+converted to a temporary CSV file (see :mod:`tikpay_source.files.xml_reports`) and read the
 same way, so both formats get exactly the same rules. Memory stays flat as a report grows.
 
 Local date-times in a report become timezone-aware timestamps in the operator's zone.
@@ -29,8 +29,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tikpay_source.column_names import column_names
-from tikpay_source.column_types import (
+from tikpay_source.columns.names import column_names
+from tikpay_source.columns.types import (
     TEXT_TYPE,
     ColumnFacts,
     ColumnType,
@@ -44,7 +44,8 @@ from tikpay_source.column_types import (
     widen,
 )
 from tikpay_source.errors import LineTooLong, ReportFileError
-from tikpay_source.file_errors import LINE_TOO_LONG, file_problem
+from tikpay_source.files.file_errors import LINE_TOO_LONG, file_problem
+from tikpay_source.files.xml_reports import xml_to_csv
 from tikpay_source.settings import (
     BATCH_ROWS,
     READER_BUFFER_BYTES,
@@ -53,7 +54,6 @@ from tikpay_source.settings import (
     READER_MAX_LINE_BYTES,
     TYPING_SAMPLE_ROWS,
 )
-from tikpay_source.xml_reports import xml_to_csv
 
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
 # DuckDB reads ahead in proportion to its line limit, so the larger limit (with the buffers it
@@ -252,7 +252,7 @@ def _open_csv(
 ) -> ReportFile:
     """Read every value as text once to decide the columns' types; the read that follows streams.
 
-    The deciding pass (see :mod:`tikpay_source.column_types`) also splits the whole file
+    The deciding pass (see :mod:`tikpay_source.columns.types`) also splits the whole file
     into rows, so a malformed file fails here, before a single row is handed to dlt, and
     the read that follows casts only values already known to fit.
     """

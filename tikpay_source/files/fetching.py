@@ -3,7 +3,7 @@
 Downloads cost no quota, so a broken one is tried again (up to ``MAX_DOWNLOAD_ATTEMPTS``);
 a link refused for the first time waits for the fresh one the next job list signs; a
 column whose loaded type the file's values no longer fit is widened first (see
-:mod:`tikpay_source.widening`). The runner gets back either a :class:`ReportFile` to hand
+:mod:`tikpay_source.columns.widening`). The runner gets back either a :class:`ReportFile` to hand
 to its table, or a :class:`Problem` saying what to do with the window instead.
 """
 
@@ -13,14 +13,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from tikpay_source.api import ApiJob
-from tikpay_source.column_memory import ColumnTypeMemory
-from tikpay_source.download import download_report
+from tikpay_source.api.download import download_report
+from tikpay_source.api.models import ApiJob
+from tikpay_source.columns.memory import ColumnTypeMemory
 from tikpay_source.errors import LinkExpired, ReportFileError, WidenNextRun
+from tikpay_source.files.readers import ReportFile, open_report
+from tikpay_source.planning.windows import Window
 from tikpay_source.progress import transfer_reporter
-from tikpay_source.readers import ReportFile, open_report
 from tikpay_source.settings import LOGGER_NAME, MAX_DOWNLOAD_ATTEMPTS
-from tikpay_source.windows import Window
 
 log = logging.getLogger(LOGGER_NAME)
 

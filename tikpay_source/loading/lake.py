@@ -31,8 +31,8 @@ from dlt.common.exceptions import DltException
 from dlt.sources import DltResource
 
 from tikpay_source.errors import ConfigError
+from tikpay_source.loading.tables import LOADED_STATUS
 from tikpay_source.settings import DELTA_EXTRA, ROW_NUMBER_COLUMN, WINDOW_START_COLUMN
-from tikpay_source.tables import LOADED_STATUS
 
 DELTA = "delta"
 FILESYSTEM = "filesystem"

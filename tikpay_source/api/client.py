@@ -14,7 +14,7 @@ its own rules instead:
   blocked and :class:`QuotaExhausted` ends the run;
 * a 401 refreshes the token once and retries once; a 400 is never retried.
 
-It knows nothing of windows or state; the answers are read into :mod:`tikpay_source.api` values.
+It knows nothing of windows or state; the answers are read into :mod:`tikpay_source.api.models` values.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from tikpay_source.api import ApiJob, ErrorAnswer, parse_retry_after, shorten
-from tikpay_source.budget import RequestBudget
+from tikpay_source.api.models import ApiJob, ErrorAnswer, parse_retry_after, shorten
 from tikpay_source.config import Credentials
 from tikpay_source.errors import ApiError, AuthError, QuotaExhausted, RequestNotSent, SubmissionUncertain
+from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.settings import (
     GENERATE_REPORT_PATH,
     HTTP_TIMEOUT_SECONDS,

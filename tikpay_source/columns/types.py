@@ -8,7 +8,7 @@ one date or timestamp format that round-trips). Nothing here looks at a value in
 
 A column keeps its type across files and *widens* when a later file does not fit it:
 integers and decimals of one scale widen to more digits, anything else widens to text.
-Each widening keeps every loaded value's text exactly (see :mod:`tikpay_source.widening`).
+Each widening keeps every loaded value's text exactly (see :mod:`tikpay_source.columns.widening`).
 """
 
 from __future__ import annotations

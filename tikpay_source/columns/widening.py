@@ -11,7 +11,7 @@ after the ``ALTER`` leaves a column that still holds every value.
 "Exactly" means the text in the file: a timestamp becomes the local wall-clock text in
 the column's recorded format (not a UTC rendering), a date its format, a boolean its
 recorded case, a decimal its digits at the column's scale (which is every value's own
-scale, see :mod:`tikpay_source.column_types`).
+scale, see :mod:`tikpay_source.columns.types`).
 
 DuckDB, MotherDuck and PostgreSQL are supported; on ``filesystem`` each Parquet file keeps
 the types it was written with (a Delta table has one schema: as on other destinations,
@@ -26,9 +26,9 @@ from typing import Any
 
 import dlt
 
-from tikpay_source.column_types import BOOL, BOOL_STYLES, DATE, DECIMAL, TEXT, TIMESTAMP, ColumnType
+from tikpay_source.columns.types import BOOL, BOOL_STYLES, DATE, DECIMAL, TEXT, TIMESTAMP, ColumnType
 from tikpay_source.errors import ReportFileError
-from tikpay_source.views import VIEWS
+from tikpay_source.loading.views import VIEWS
 
 Change = tuple[str, ColumnType, ColumnType]
 """A column to widen: its name, its type now, the type it widens to."""

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from tikpay_source.api.ledger import RequestLedger, open_ledger
 from tikpay_source.config import TikpayConfig
 from tikpay_source.errors import BudgetSpent
-from tikpay_source.quota import RequestLedger, open_ledger
-from tikpay_source.settings import JOBS_TABLE, PROBE_SPAN_DAYS, QUOTA_LIMIT, TARGET_FILE_BYTES
-from tikpay_source.state import RunState, stored_state
-from tikpay_source.tables import selected_report_types
-from tikpay_source.windows import (
+from tikpay_source.loading.tables import selected_report_types
+from tikpay_source.planning.state import RunState, stored_state
+from tikpay_source.planning.windows import (
     DAY,
     DEFAULT_ANCHOR,
     Window,
@@ -38,6 +37,7 @@ from tikpay_source.windows import (
     last_boundary_over,
     span_limit,
 )
+from tikpay_source.settings import JOBS_TABLE, PROBE_SPAN_DAYS, QUOTA_LIMIT, TARGET_FILE_BYTES
 
 
 def needs_adoption_check(committed_run_id: str | None, ledger_last_run_id: str | None) -> bool:

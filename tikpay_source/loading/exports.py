@@ -39,8 +39,10 @@ from dlt.common.pipeline import current_pipeline
 from dlt.extract.hints import TResourceHints
 from dlt.extract.items import DataItemWithMeta
 
-from tikpay_source.column_types import DATE, TEXT_TYPE, TIMESTAMP
-from tikpay_source.readers import ReportColumn, ReportFile
+from tikpay_source.columns.types import DATE, TEXT_TYPE, TIMESTAMP
+from tikpay_source.files.readers import ReportColumn, ReportFile
+from tikpay_source.loading.tables import REPORT_HINTS, tagged_schema
+from tikpay_source.planning.windows import DAY, Window
 from tikpay_source.settings import (
     BATCH_ROWS,
     CSV_FILE_DESTINATIONS,
@@ -49,8 +51,6 @@ from tikpay_source.settings import (
     WINDOW_END_COLUMN,
     WINDOW_START_COLUMN,
 )
-from tikpay_source.tables import REPORT_HINTS, tagged_schema
-from tikpay_source.windows import DAY, Window
 
 # where a report's file is written, inside the pipeline's working directory
 _SCRATCH_PREFIX = "tikpay-file-"

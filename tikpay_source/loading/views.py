@@ -162,7 +162,7 @@ def create_views(pipeline: Any) -> list[str]:
     if destination not in VIEW_DESTINATIONS:
         return [
             f"views: not created on {destination}: they are SQL for {', '.join(VIEW_DESTINATIONS)}; "
-            "see tikpay_source/views.py for the queries"
+            "see tikpay_source/loading/views.py for the queries"
         ]
     tables = pipeline.default_schema.tables
     if JOBS_TABLE not in tables:

@@ -15,7 +15,7 @@ with that resource selected) starts that report type afresh and leaves the other
   how long its recent jobs took, which size later spans and time the polls;
 * ``resources.report_jobs.api_timezone``: the operator's zone as the job list reported it;
 * ``resources.report_jobs.run_id``: the id of the last run whose extract finished (see
-  :mod:`tikpay_source.budget`);
+  :mod:`tikpay_source.planning.budget`);
 * ``resources.report_jobs.last_run``: what that run did, read back by
   :func:`tikpay_source.outcome.run_summary`.
 
@@ -35,10 +35,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tikpay_source.api import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob
+from tikpay_source.api.models import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob
 from tikpay_source.errors import ConfigError
+from tikpay_source.planning.windows import (
+    DAY,
+    DEFAULT_ANCHOR,
+    Grid,
+    Window,
+    coalesce,
+    format_local,
+    parse_local,
+)
 from tikpay_source.settings import JOB_DURATIONS_KEPT, JOBS_TABLE, MAX_SUBMIT_ATTEMPTS, REPORT_TABLES
-from tikpay_source.windows import DAY, DEFAULT_ANCHOR, Grid, Window, coalesce, format_local, parse_local
 
 # Status of a window, as stored in the state.
 OWED = "retry"  # no live job: submit (again); stored as "retry" since the first release

@@ -1,0 +1,1 @@
+"""Planning a run: the local-time window grid, the connector's state, and the request budget."""
