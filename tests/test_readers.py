@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pytest
 
-from tikpay_source import readers, xml_reports
 from tikpay_source.api.client import TikpayClient
 from tikpay_source.api.download import download_report
 from tikpay_source.api.ledger import RequestLedger
@@ -21,6 +20,7 @@ from tikpay_source.api.models import ApiJob
 from tikpay_source.columns.types import TEXT_TYPE, ColumnType
 from tikpay_source.config import Credentials
 from tikpay_source.errors import ReportFileError
+from tikpay_source.files import readers, xml_reports
 from tikpay_source.files.readers import open_report, read_report
 from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import (
