@@ -606,3 +606,16 @@ def test_a_value_after_the_typing_sample_that_breaks_a_type_keeps_the_column_tex
         "other_format": "text",
         "number": "bigint",
     }
+
+
+def test_a_utf8_byte_order_mark_before_the_header_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    """Issue 22, item 6: a BOM is legal before a CSV header; the first column is ``id``, not ``_id``."""
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,amount\n1,2.50\n2,3.00\n")
+    report = open_report(path, "csv", "Australia/Sydney", known_types=lambda name: None, discard=False)
+    try:
+        assert [column.name for column in report.columns] == ["id", "amount"]
+        rows = [batch.to_pydict() for batch in report.batches()]
+        assert [value for batch in rows for value in batch["id"]] == [1, 2]
+    finally:
+        report.close()

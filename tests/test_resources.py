@@ -93,6 +93,16 @@ def test_a_renamed_clone_keeps_its_own_state_summary_and_plan(sandbox: Sandbox, 
     assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
 
 
+def test_plan_picks_the_report_types_the_run_submits(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Selecting a table's resource overrides report_types, for --plan as for the run."""
+    harness = Harness(sandbox, tmp_path)
+    source = harness.source(report_types=["TRIPS"], **TWO_DAYS).with_resources("report_jobs", "taps")
+    plan = plan_next_run(harness.pipeline(), source)
+    assert {w.report_type for w in plan.windows} == {"TAPS"} and len(plan.windows) == 2
+    summary = harness.load(source)
+    assert summary.submitted == plan.submissions == 2 and set(summary.rows) == {"taps"}
+
+
 def test_two_sources_in_one_pipeline_are_summarised_apart(sandbox: Sandbox, tmp_path: Path) -> None:
     harness = Harness(sandbox, tmp_path)
     first = harness.load(harness.source(report_types=["TRIPS"], **TWO_DAYS))

@@ -315,8 +315,9 @@ def _header(path: Path) -> list[str]:
     field too many could silently become the file's shape. The header is one record.
     """
     try:
-        # bad bytes later in the file are DuckDB's to report, with their line: decode them leniently here
-        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as text:
+        # bad bytes later in the file are DuckDB's to report, with their line: decode them leniently here;
+        # utf-8-sig: a byte order mark before the header is legal and not part of the first name
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
             header = next(csv.reader(text, strict=True), [])
         "".join(header).encode("utf-8")
     except (csv.Error, UnicodeError, OSError):

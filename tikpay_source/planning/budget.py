@@ -37,7 +37,7 @@ from tikpay_source.planning.windows import (
     last_boundary_over,
     span_limit,
 )
-from tikpay_source.settings import JOBS_TABLE, PROBE_SPAN_DAYS, QUOTA_LIMIT, TARGET_FILE_BYTES
+from tikpay_source.settings import JOBS_TABLE, PROBE_SPAN_DAYS, QUOTA_LIMIT, REPORT_TYPES, TARGET_FILE_BYTES
 
 
 def needs_adoption_check(committed_run_id: str | None, ledger_last_run_id: str | None) -> bool:
@@ -313,5 +313,6 @@ def plan_next_run(pipeline: Any, source: Any) -> RunPlan:
     if config.retry_failed:
         state.retry_given_up()
     ledger = open_ledger(config.ledger_dir, config.credentials.api_key)
-    report_types = selected_report_types(config.report_types, source.selected_resources)
+    # as the run picks them: the selected tables' types (with_resources overrides report_types)
+    report_types = selected_report_types(REPORT_TYPES, source.selected_resources)
     return plan_run(state, config, ledger, report_types)
