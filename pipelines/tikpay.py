@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo
 
 import dlt
 import dlt.destinations
@@ -27,9 +26,10 @@ from dlt.common.configuration.providers.toml import TomlProviderReadException
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import DltException
 
-from tikpay_source import TikpayError, plan_next_run, run_summary, tikpay
-from tikpay_source.config import OPTIONS
+from tikpay_source import TikpayError, plan_lines, plan_next_run, run_summary, tikpay
+from tikpay_source.config import OPTIONS, parse_timezone
 from tikpay_source.errors import ConfigError, caused_by_interrupt
+from tikpay_source.loading.destinations import profile_of
 from tikpay_source.progress import show_progress
 from tikpay_source.settings import (
     DATASET_NAME,
@@ -122,7 +122,7 @@ def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
     from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
 
     with Sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="tikpay-sandbox-ledger-") as ledger_dir:
-        zone = ZoneInfo(overrides.get("timezone") or sandbox.settings.timezone)
+        zone = parse_timezone(overrides.get("timezone") or sandbox.settings.timezone)  # a bad one: exit 2
         today = datetime.now(zone).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
         settings: dict[str, Any] = {
             "base_url": sandbox.base_url,
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         print("tikpay: finishing the load left pending by an interrupted run", file=sys.stderr)
         pipeline.normalize()  # the package's file format was fixed when it was extracted
         pipeline.load()
-    pipeline.run(source, loader_file_format=file_format_for(pipeline))
+    pipeline.run(source, loader_file_format=profile_of(pipeline.destination).loader_file_format)
     summary = run_summary(pipeline, source)
     make_views(pipeline, quiet=args.quiet)
     where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
@@ -165,11 +165,6 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     for line in summary.lines():
         print(line)
     return summary.exit_code
-
-
-def file_format_for(pipeline: Any) -> str | None:
-    """Parquet on the filesystem destination (object storage, lakehouses); the destination's own elsewhere."""
-    return "parquet" if pipeline.destination.destination_name == "filesystem" else None
 
 
 def make_views(pipeline: Any, quiet: bool) -> None:
@@ -193,19 +188,25 @@ def make_views(pipeline: Any, quiet: bool) -> None:
 def show_plan(pipeline: Any, source: Any) -> int:
     """``--plan``: the windows a run would submit and what they cost; no API request is made."""
     pipeline.sync_destination()  # on a fresh machine the state lives only in the destination
-    for line in plan_next_run(pipeline, source).lines():
+    for line in plan_lines(plan_next_run(pipeline, source)):
         print(line)
     return EXIT_OK
 
 
 def root_cause(exc: BaseException) -> BaseException:
-    """dlt wraps a step's failure; the user wants the innermost reason."""
+    """dlt wraps a step's failure; the user wants the reason inside its wrappers.
+
+    Only dlt's own wrappers are opened: the first exception that is not one is the cause,
+    whatever it was raised while handling (a ``StopIteration`` inside a generator, say).
+    """
     seen = exc
-    while True:
-        inner = getattr(seen, "exception", None) or seen.__cause__ or seen.__context__
+    while isinstance(seen, DltException):
+        context = None if seen.__suppress_context__ else seen.__context__
+        inner = getattr(seen, "exception", None) or seen.__cause__ or context
         if inner is None or inner is seen:
             return seen
         seen = inner
+    return seen
 
 
 def error_line(exc: BaseException) -> tuple[str, int]:

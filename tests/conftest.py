@@ -70,6 +70,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "warehouses(*kinds): run the test once per warehouse kind (default: all of them)"
     )
+    config.addinivalue_line("markers", "unit: no server and no process of its own; `pytest -m unit`")
+    config.addinivalue_line("markers", "e2e: against a sandbox, a warehouse or a process of its own")
+
+
+# --- the two floors: unit tests (no server, seconds in all) and end-to-end tests --------------
+
+# fixtures that start a server (the sandbox, a warehouse, S3): a test that uses one is end-to-end
+SERVER_FIXTURES = frozenset(
+    {"sandbox", "make_sandbox", "client", "job", "make_client", "warehouse", "s3_server"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test ``unit`` or ``e2e``: end-to-end if it uses a server or is marked so (a subprocess)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        uses_server = (
+            bool(SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))) or "warehouse_kind" in params
+        )
+        item.add_marker(
+            pytest.mark.e2e if uses_server or item.get_closest_marker("e2e") else pytest.mark.unit
+        )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

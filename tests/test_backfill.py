@@ -15,7 +15,7 @@ from cli import SCRIPT, cli_env
 from harness import Harness
 from warehouses import Warehouse
 
-from tikpay_source import plan_next_run
+from tikpay_source import plan_lines, plan_next_run
 from tikpay_source.sandbox import Fault, Sandbox
 from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_OK, EXIT_QUOTA_STOP, REPORT_TABLES, REPORT_TYPES
 
@@ -124,7 +124,7 @@ def test_an_end_time_in_the_future_is_capped_with_one_line(sandbox: Sandbox, tmp
 
     (note,) = plan.notes
     assert note.startswith("end_time 2030-01-01T00:00:00 is later than the last window that is over")
-    assert note in plan.lines()
+    assert note in plan_lines(plan)
     assert max(w.end for w in plan.windows) <= datetime.now(SYDNEY).replace(tzinfo=None)
 
 

@@ -12,7 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from warehouses import POSTGRES_DSN_VARIABLE
+
+pytestmark = pytest.mark.e2e  # runs the benchmark scripts, each a process with a sandbox of its own
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,12 @@ import pytest
 from cli import cli_env, run_cli
 from harness import Harness
 
-from tikpay_source import plan_next_run
-from tikpay_source.planning.budget import RunPlan, needs_adoption_check
+from tikpay_source import ConfigError, plan_next_run
+from tikpay_source.api.ledger import RequestLedger
+from tikpay_source.config import build_config
+from tikpay_source.planning.budget import RunPlan, needs_adoption_check, plan_run
+from tikpay_source.planning.explain import plan_lines
+from tikpay_source.planning.state import RunState
 from tikpay_source.planning.windows import Window
 from tikpay_source.sandbox import Sandbox
 
@@ -55,8 +60,8 @@ def test_submissions_never_exceed_what_the_budget_leaves_beside_the_list_calls()
 def test_a_long_backfill_says_how_many_days_of_quota_it_needs() -> None:
     backfill = plan(360, adoption=True)
     assert backfill.days_of_quota == 20
-    assert any("need about 20 day(s) of quota" in line for line in backfill.lines())
-    assert plan(0, adoption=False).lines()[-2] == "this run: no request needed"
+    assert any("need about 20 day(s) of quota" in line for line in plan_lines(backfill))
+    assert plan_lines(plan(0, adoption=False))[-2] == "this run: no request needed"
 
 
 def test_plan_flag_prints_the_plan_without_any_api_request(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -103,3 +108,59 @@ def test_plan_equals_run(
 
     assert (summary.submitted, summary.requests) == (plan.submissions, plan.requests)
     assert summary.submitted + summary.adopted <= len(plan.windows)
+
+
+def test_plan_equals_run_when_the_first_list_already_shows_the_timezone(
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    """The run submits what the plan shows, even when the call to confirm the timezone turns out unneeded."""
+    sandbox = make_sandbox(complete_after_list_calls=0)
+    Harness(sandbox, tmp_path / "other").run(
+        report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-02"
+    )
+    harness = Harness(sandbox, tmp_path / "new")  # a new pipeline on the key: its state knows no timezone
+    source = harness.source(
+        report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-11", max_requests=6
+    )
+    plan = plan_next_run(harness.pipeline(), source)
+    summary = harness.load(source)
+
+    assert plan.confirms_timezone and plan.submissions == 3
+    assert summary.submitted == plan.submissions
+    assert summary.requests == plan.requests - 1  # the adoption list showed the zone: no call to confirm it
+
+
+def test_planning_changes_no_state_and_returns_the_spans_a_run_adds(tmp_path: Path) -> None:
+    source_state: dict[str, Any] = {}
+    state = RunState(source_state, "csv")
+    before = copy.deepcopy(source_state)
+    config = build_config(
+        client_id="id", client_secret="secret", api_key="key", report_types=["TRIPS"],
+        start_time="2025-03-01", max_window="P1D",
+    )  # fmt: skip
+    ledger = RequestLedger(tmp_path / "ledger", "key")
+    now = datetime(2025, 3, 5, 12, tzinfo=timezone.utc)  # 23:00 in Sydney: four days are over
+
+    plan = plan_run(state, config, ledger, ("TRIPS",), now=now)
+    assert source_state == before
+    assert [w.start.day for w in plan.new_spans] == [1, 2, 3, 4] and plan.windows == plan.new_spans
+    assert plan.starts == (("TRIPS", datetime(2025, 3, 1), datetime(2025, 3, 1)),)
+
+    state.add_owed(plan.new_spans, plan.starts)
+    assert tuple(entry.window for entry in state.owed()) == plan.windows
+    assert state.last_end("TRIPS") == datetime(2025, 3, 1)
+    again = plan_run(state, config, ledger, ("TRIPS",), now=now)
+    assert (again.new_spans, again.starts, again.windows) == ((), (), plan.windows)
+
+
+def test_plan_stops_where_the_run_would_on_a_timezone_the_api_contradicts(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    harness = Harness(sandbox, tmp_path)
+    harness.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-02")  # learns Sydney
+    source = harness.source(report_types=["TRIPS"], timezone="Europe/Berlin")
+
+    requests = len(sandbox.api_requests)
+    with pytest.raises(ConfigError, match="API reports the operator's timezone as Australia/Sydney"):
+        plan_next_run(harness.pipeline(), source)
+    assert len(sandbox.api_requests) == requests

@@ -16,6 +16,8 @@ from harness import Harness, daily
 from tikpay_source.sandbox import Sandbox
 from tikpay_source.settings import DATASET_NAME, EXIT_OK, JOBS_TABLE, REPORT_TABLES, SANDBOX_PIPELINE_NAME
 
+pytestmark = pytest.mark.e2e  # runs the script as a process
+
 TABLES = (JOBS_TABLE, *REPORT_TABLES.values())
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import socketserver
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +16,8 @@ from tikpay_source.api.download import download_report
 from tikpay_source.api.ledger import RequestLedger
 from tikpay_source.api.models import ApiJob
 from tikpay_source.config import Credentials
-from tikpay_source.errors import LinkExpired, ReportFileError
+from tikpay_source.errors import LinkExpired, ReportFileError, ScratchUnusable
+from tikpay_source.files.readers import open_report
 from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Fault, Sandbox
 from tikpay_source.settings import DOWNLOAD_CHUNK_BYTES
@@ -34,7 +38,7 @@ def _client(sb: Sandbox, ledger_dir: Path) -> TikpayClient:
         sb.base_url,
         sb.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget.within_quota(RequestLedger(ledger_dir, DEMO_API_KEY)),
+        RequestBudget(RequestLedger(ledger_dir, DEMO_API_KEY)),
         sleep=lambda _seconds: None,
     )
 
@@ -179,3 +183,73 @@ def test_progress_reports_increasing_counts_to_the_file_size(
     assert counts == sorted(set(counts))  # strictly increasing
     assert counts[-1] == size == path.stat().st_size
     assert {t for _, t in calls} == {size}
+
+
+def test_a_legal_file_without_a_final_line_break_is_kept_whole(
+    sandbox: Sandbox, api_client: TikpayClient, downloads: Path
+) -> None:
+    """RFC 4180 allows no line break after the last row; Content-Length proves the file whole."""
+    job = complete_job(api_client)
+    sandbox.inject(Fault("content", body=b"id,name\n1,Ada\n2,Grace"))
+    path = download_report(job.download_url or "", downloads, suffix="csv")
+    assert path.read_bytes() == b"id,name\n1,Ada\n2,Grace"
+    report = open_report(path, "csv", "Australia/Sydney")
+    try:
+        rows = [row for batch in report.batches() for row in batch.to_pylist()]
+        assert report.rows == 2 and [row["name"] for row in rows] == ["Ada", "Grace"]
+    finally:
+        report.close()
+
+
+@pytest.fixture
+def unframed_server() -> Iterator[Callable[[bytes], str]]:
+    """A loopback server answering HTTP/1.0 with no Content-Length: the body ends when the connection does."""
+    servers: list[socketserver.TCPServer] = []
+
+    def serve(body: bytes) -> str:
+        class Answer(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.rfile.readline()
+                self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/csv\r\n\r\n" + body)
+
+        server = socketserver.TCPServer(("127.0.0.1", 0), Answer)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/report.csv"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_unframed_download_must_end_with_a_line_break(
+    unframed_server: Callable[[bytes], str], downloads: Path
+) -> None:
+    """Without a length or chunks only the last byte can tell a cut: a body ending inside a line is refused."""
+    with pytest.raises(ReportFileError, match="looks cut short"):
+        download_report(unframed_server(b"id,name\n1,Ada\n2,Gr"), downloads, suffix="csv")
+    assert list(downloads.iterdir()) == []
+    whole = download_report(unframed_server(b"id,name\n1,Ada\n"), downloads, suffix="csv")
+    assert whole.read_bytes() == b"id,name\n1,Ada\n"
+
+
+def test_a_fault_of_the_connector_is_not_taken_for_a_bad_file(
+    sandbox: Sandbox, api_client: TikpayClient, downloads: Path, tmp_path: Path
+) -> None:
+    """A bug goes up as itself, and an unusable scratch folder stops the run: neither resubmits the window."""
+    job = complete_job(api_client)
+
+    def broken_progress(_received: int, _total: int | None) -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        download_report(job.download_url or "", downloads, suffix="csv", progress=broken_progress)
+    assert list(downloads.iterdir()) == []
+
+    def full_disk(_received: int, _total: int | None) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(ScratchUnusable, match="No space left on device") as refused:
+        download_report(job.download_url or "", downloads, suffix="csv", progress=full_disk)
+    assert not isinstance(refused.value, ReportFileError) and str(downloads) in str(refused.value)

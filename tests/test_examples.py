@@ -27,6 +27,8 @@ from warehouses import PostgresWarehouse
 from tikpay_source.sandbox import Fault, Sandbox
 from tikpay_source.settings import DATASET_NAME, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_QUOTA_STOP
 
+pytestmark = pytest.mark.e2e  # runs the examples and the script as processes
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 WORKFLOW = EXAMPLES / "github-actions" / "tikpay-daily.yml"
 AIRFLOW = EXAMPLES / "airflow" / "tikpay_dag.py"

@@ -22,7 +22,8 @@ from harness import Harness, assert_exact, daily, files_per_step, parquet_writer
 from warehouses import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 from tikpay_source.files.readers import localise_timestamps, open_report
-from tikpay_source.loading.exports import ReadyFile, ready_file_items, utc_offsets
+from tikpay_source.loading.destinations import ReadyFile
+from tikpay_source.loading.exports import ready_file_items, utc_offsets
 from tikpay_source.loading.tables import REPORT_HINTS, tag_batch
 from tikpay_source.planning.windows import Window
 from tikpay_source.sandbox import Sandbox
@@ -109,6 +110,7 @@ def warehouse_for(kind: str, where: Path, request: pytest.FixtureRequest) -> War
     return PostgresWarehouse(request.getfixturevalue("postgres_dsn"), where)
 
 
+@pytest.mark.e2e  # loads into DuckDB and the test PostgreSQL through dlt
 @pytest.mark.parametrize("kind", list(READY_FILES))
 def test_a_ready_file_holds_the_same_rows_as_the_arrow_batches(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest

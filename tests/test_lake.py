@@ -191,7 +191,10 @@ def test_the_bi_queries_give_the_lake_the_warehouses_daily_figures(sandbox: Sand
 def test_on_delta_tables_a_column_that_must_widen_refuses_its_window(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
-    """Delta has one schema per table and dlt cannot change a column's type in it: one clear line, no stuck load."""
+    """Delta has one schema per table and dlt cannot change a column's type in it: one clear line, no stuck load.
+
+    It is the destination refusing, not a bad file: the job is kept, never submitted again.
+    """
     sandbox = make_sandbox(rows_per_hour={"TRIPS": 1})  # route_id is 333 in one hour, F1 in the next
     hourly = {"report_types": ["TRIPS"], "window": "PT1H", "start_time": "2025-03-01T01:00:00"}
     with loading_into("filesystem"):
@@ -199,8 +202,14 @@ def test_on_delta_tables_a_column_that_must_widen_refuses_its_window(
         harness.run(**hourly, end_time="2025-03-01T02:00:00")
         refused = harness.run(**hourly, end_time="2025-03-01T03:00:00")
 
+        submitted = len(sandbox.submissions())
+        again = harness.run(**hourly, end_time="2025-03-01T03:00:00")
+
     assert refused.exit_code == EXIT_WINDOWS_FAILED
     (error,) = refused.window_errors
     assert "route_id must widen from" in error and "on Delta tables" in error
     assert not harness.pipeline().has_pending_data  # refused before the load: nothing is retried forever
     assert harness.query("SELECT count(*) FROM trips") == [(1,)]
+    # the destination's problem, not the file's: the window keeps its job, nothing is submitted again
+    assert submitted == 2 and len(sandbox.submissions()) == submitted
+    assert again.exit_code == EXIT_WINDOWS_FAILED and again.window_errors == refused.window_errors

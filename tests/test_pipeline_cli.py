@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -12,9 +13,12 @@ from pathlib import Path
 import duckdb
 import pytest
 from cli import SCRIPT, cli_env, one_day_args, run_cli, wait_for
+from dlt.common.exceptions import DltException
 
 from tikpay_source.sandbox import Sandbox
 from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
+pytestmark = pytest.mark.e2e  # runs the script as a process
 
 INTERRUPTED = "interrupted: nothing of this run was committed; the next run resumes safely"
 
@@ -43,6 +47,10 @@ def test_help_lists_the_common_flags(tmp_path: Path) -> None:
         (["--start", "2025-03-05", "--end", "2025-03-01"], ["2025-03-05", "not before", "2025-03-01"]),
         (["--start", "yesterday"], ["'yesterday'", "YYYY-MM-DD"]),
         (["--timezone", "Mars/Olympus_Mons"], ["'Mars/Olympus_Mons'", "IANA"]),
+        (
+            ["--sandbox", "--timezone", "Mars/Olympus_Mons"],
+            ["'Mars/Olympus_Mons'", "IANA"],
+        ),  # before it starts
         (["--file-type", "json"], ["'json'", "csv", "xml"]),
         (["--table-format", "iceberg"], ["table_format", "'iceberg'", "delta, parquet"]),
         (["--max-requests", "0"], ["max_requests", "at least 1"]),
@@ -197,3 +205,22 @@ def test_an_interrupted_run_exits_130_with_one_line_and_the_next_run_adopts_its_
     resumed = run_cli([*args, "--poll-interval", "0.1"], env, tmp_path)
     assert resumed.returncode == EXIT_OK, resumed.stderr
     assert len(sandbox.submissions()) == 2 and "2 jobs adopted" in resumed.stdout
+
+
+def test_the_error_line_names_the_cause_inside_dlt_s_wrappers_not_what_it_interrupted() -> None:
+    """An error raised while a generator handled StopIteration is the cause; the StopIteration is not."""
+    spec = importlib.util.spec_from_file_location("tikpay_script", SCRIPT)
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    try:
+        try:
+            next(iter(()))
+        except StopIteration:
+            raise ValueError("the real cause")  # noqa: B904 (its __context__ is the StopIteration)
+    except ValueError as real:
+        try:
+            raise DltException("extraction failed") from real
+        except DltException as wrapped:
+            assert script.root_cause(wrapped) is real
+            assert script.error_line(wrapped)[0].startswith("ValueError: the real cause")

@@ -103,7 +103,7 @@ def test_client_ledger_never_holds_the_key(sandbox: Sandbox, tmp_path: Path) -> 
         sandbox.base_url,
         sandbox.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget.within_quota(ledger),
+        RequestBudget(ledger),
     )
     try:
         client.submit("TAPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00", "csv")

@@ -20,7 +20,7 @@ from tikpay_source.api.models import ApiJob
 from tikpay_source.columns.types import TEXT_TYPE, ColumnType
 from tikpay_source.config import Credentials
 from tikpay_source.errors import ReportFileError
-from tikpay_source.files import readers, xml_reports
+from tikpay_source.files import readers, xml_reports, xml_scan
 from tikpay_source.files.readers import open_report, read_report
 from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import (
@@ -52,7 +52,7 @@ def fetch(sandbox: Sandbox, tmp_path: Path) -> Iterator[Fetch]:
         sandbox.base_url,
         sandbox.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget.within_quota(RequestLedger(tmp_path / "ledger", DEMO_API_KEY, limit=1000)),
+        RequestBudget(RequestLedger(tmp_path / "ledger", DEMO_API_KEY, limit=1000)),
         sleep=lambda _seconds: None,
     )
     files = tmp_path / "files"
@@ -224,7 +224,7 @@ def test_other_timezone_is_applied(make_sandbox: Callable[..., Sandbox], tmp_pat
         sb.base_url,
         sb.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget.within_quota(RequestLedger(tmp_path / "ledger", DEMO_API_KEY)),
+        RequestBudget(RequestLedger(tmp_path / "ledger", DEMO_API_KEY)),
     )
     try:
         job_id = client.submit("PAYMENTS", *DAY, "csv")
@@ -366,8 +366,8 @@ def both_conversions(
 ) -> tuple[int | None, list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows the fast scanner converted or None, its rows read back, the full parser's rows read back)."""
     fast_csv, full_csv = tmp_path / "fast.csv", tmp_path / "full.csv"
-    scanned = xml_reports._scan_canonical_xml(path, fast_csv)
-    xml_reports._parse_xml_to_csv(path, full_csv)
+    scanned = xml_scan.scan_canonical_xml(path, fast_csv)
+    xml_reports.parse_xml_to_csv(path, full_csv)
 
     def rows(csv_path: Path) -> list[dict[str, Any]]:
         return [row for b in readers.read_report(csv_path, "csv", "UTC", 1000) for row in b.to_pylist()]
@@ -389,9 +389,9 @@ def test_fast_xml_scanner_reads_the_api_layout_like_the_full_parser(
 @pytest.fixture(params=[1, 3], ids=["one-part", "three-parts"])
 def parts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """Convert XML in one part, or cut even a small file into three parts converted side by side."""
-    monkeypatch.setattr(xml_reports, "_PARTS", request.param)
-    monkeypatch.setattr(xml_reports, "_MIN_PART_BYTES", 64)
-    monkeypatch.setattr(xml_reports, "_SCAN_BLOCK_BYTES", 16)  # so the head read stops at the first record
+    monkeypatch.setattr(xml_scan, "_PARTS", request.param)
+    monkeypatch.setattr(xml_scan, "_MIN_PART_BYTES", 64)
+    monkeypatch.setattr(xml_scan, "_SCAN_BLOCK_BYTES", 16)  # so the head read stops at the first record
     return request.param
 
 
@@ -400,7 +400,7 @@ def test_a_large_xml_file_is_cut_into_parts_at_record_ends(tmp_path: Path, parts
     path = tmp_path / "parts.xml"
     records = "".join(f'<record id="{i}"><name>Zoë {i}</name></record >\n' for i in range(30))
     path.write_text(f'<?xml version="1.0"?>\n<report>\n{records}</report>\n', encoding="utf-8")
-    cuts = xml_reports._part_cuts(path, b"record", head_end=40)
+    cuts = xml_scan._part_cuts(path, b"record", head_end=40)
     assert len(cuts) == parts + 1 and cuts[0] == 0 and cuts[-1] == path.stat().st_size
     body = path.read_bytes()
     assert all(body[:cut].endswith(b"</record >") for cut in cuts[1:-1])
@@ -412,7 +412,7 @@ def test_fast_xml_scanner_across_block_boundaries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: int
 ) -> None:
     """Tiny blocks (and parts) cut records, entities and CRLF pairs anywhere; values still match the full parser."""
-    monkeypatch.setattr(xml_reports, "_SCAN_BLOCK_BYTES", 7)
+    monkeypatch.setattr(xml_scan, "_SCAN_BLOCK_BYTES", 7)
     path = tmp_path / "crlf.xml"
     records = "".join(
         f'<record id="{i}"><name>Zoë &amp; &lt;Jo&gt; &quot;{i}&quot;</name>'
@@ -448,7 +448,7 @@ def test_unusual_xml_goes_to_the_full_parser(tmp_path: Path, second_record: str,
         f"{second_record}\n</report>\n",
         encoding="utf-8",
     )
-    assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    assert xml_scan.scan_canonical_xml(path, tmp_path / "fast.csv") is None
     table = read_all(path, "xml", "UTC")
     assert table.num_rows == 2
     assert table.column("id").to_pylist() == [1, 2]
@@ -484,7 +484,7 @@ def test_xml_non_characters_are_left_to_the_full_parser(tmp_path: Path, parts: i
         f'<record id="2"><name>Ja{forbidden}ck</name></record>\n</report>\n',
         encoding="utf-8",
     )
-    assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    assert xml_scan.scan_canonical_xml(path, tmp_path / "fast.csv") is None
     with pytest.raises(ReportFileError, match="malformed"):
         list(read_report(path, "xml", "UTC"))
 
@@ -505,7 +505,7 @@ def test_xml_without_the_root_end_is_refused(tmp_path: Path, parts: int) -> None
     path = tmp_path / "cut.xml"
     records = "".join(f'<record id="{i}"><name>Zoë</name></record>\n' for i in range(20))
     path.write_text(f'<?xml version="1.0"?>\n<report>\n{records}')
-    assert xml_reports._scan_canonical_xml(path, tmp_path / "fast.csv") is None
+    assert xml_scan.scan_canonical_xml(path, tmp_path / "fast.csv") is None
     with pytest.raises(ReportFileError, match="malformed"):
         list(read_report(path, "xml", "UTC"))
 

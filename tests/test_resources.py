@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import get_type_hints
 
 import dlt
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 from harness import Harness, assert_exact, daily
 
-from tikpay_source import plan_next_run, run_summary
+from tikpay_source import plan_next_run, run_summary, tikpay
+from tikpay_source.config import OPTIONS
 from tikpay_source.sandbox import Fault, Sandbox
 from tikpay_source.settings import EXIT_OK, EXIT_WINDOWS_FAILED, REPORT_TABLES
 
@@ -24,6 +27,18 @@ def test_each_report_table_is_a_resource_and_report_types_selects_them(
     assert set(harness.source().selected_resources) == {"report_jobs", *REPORT_TABLES.values()}
     only = harness.source(report_types=["TAPS", "TRIPS"])
     assert set(only.selected_resources) == {"report_jobs", "taps", "trips"}
+
+
+def test_the_source_signature_is_the_declared_settings() -> None:
+    """What an IDE and dlt's config injection see is every setting, with its declared default and type."""
+    parameters = inspect.signature(tikpay).parameters
+    assert list(parameters) == [option.name for option in OPTIONS]
+    hints = get_type_hints(tikpay)
+    for option in OPTIONS:
+        parameter = parameters[option.name]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, option.name
+        assert parameter.default == (dlt.secrets.value if option.secret else option.default), option.name
+        assert hints[option.name] == option.annotation, option.name
 
 
 def test_selecting_one_table_submits_and_loads_that_report_type_alone(

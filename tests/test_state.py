@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from tikpay_source.api.models import ApiJob
 from tikpay_source.config import TikpayConfig, build_config
 from tikpay_source.planning.state import GAVE_UP, LOADED, OWED, SUBMITTED, RunState
-from tikpay_source.planning.windows import Window
+from tikpay_source.planning.windows import Window, owed_spans
 
 NOW = datetime(2025, 3, 5, 12, 0)
 
@@ -22,7 +22,10 @@ def plan(state: RunState, cfg: TikpayConfig) -> list[Window]:
     assert cfg.start_time is not None
     grid = state.grid("TRIPS", cfg.window, cfg.start_time)
     end = cfg.end_time or datetime(NOW.year, NOW.month, NOW.day)
-    return state.plan_owed("TRIPS", grid, cfg.start_time, end, cfg.window, probe=False)
+    cursor = state.last_end("TRIPS") or cfg.start_time
+    spans = owed_spans("TRIPS", state.known_windows("TRIPS"), cursor, end, grid, cfg.window, probe=False)
+    state.add_owed(spans, [("TRIPS", cfg.start_time, grid.anchor)])
+    return spans
 
 
 def api_job(job_id: str, start: str, end: str, status: str = "IN_PROGRESS", file_type: str = "csv") -> ApiJob:
@@ -136,9 +139,10 @@ def test_a_live_job_for_the_first_part_of_an_owed_span_is_adopted_and_the_rest_s
     """A run killed after submitting [01-01, 03-01) is followed by one that plans [01-01, 03-02): no resubmission."""
     book = RunState({}, "csv")
     grid = book.grid("TRIPS", timedelta(days=1), datetime(2025, 1, 1))
-    (span,) = book.plan_owed(
-        "TRIPS", grid, datetime(2025, 1, 1), datetime(2025, 3, 2), timedelta(days=366), probe=False
+    (span,) = owed_spans(
+        "TRIPS", [], datetime(2025, 1, 1), datetime(2025, 3, 2), grid, timedelta(days=366), probe=False
     )
+    book.add_owed([span])
     (adopted,) = book.reconcile([api_job("A", "2025-01-01", "2025-03-01", "IN_PROGRESS")])
 
     assert (adopted.window.start, adopted.window.end, adopted.job_id) == (
@@ -160,3 +164,40 @@ def test_an_empty_probe_makes_the_next_probe_longer_until_a_file_says_how_large_
     book.observe_file(empty, 7_000)
     book.observe_empty(empty, 7, 366)  # sizes are known now: nothing changes
     assert (book.probe_days("TRIPS", 7), book.bytes_per_day("TRIPS")) == (112, 1000.0)
+
+
+def test_a_live_job_replaces_an_entry_whose_job_failed_or_that_gave_up() -> None:
+    """A run resubmitted a FAILED window and died uncommitted: the next run adopts that job, submits nothing."""
+    window = {"status": "submitted", "job_id": "A", "file_type": "csv", "attempts": 1, "error": None}
+    gave_up = {"status": GAVE_UP, "job_id": "C", "file_type": "csv", "attempts": 3, "error": "job C FAILED"}
+    first, second = (
+        "TRIPS|2025-03-01T00:00:00|2025-03-02T00:00:00",
+        "TRIPS|2025-03-02T00:00:00|2025-03-03T00:00:00",
+    )
+    book = RunState({"resources": {"trips": {"windows": {first: window, second: gave_up}}}}, "csv")
+    jobs = [
+        api_job("A", "2025-03-01", "2025-03-02", "FAILED"),
+        api_job("B", "2025-03-01", "2025-03-02", "COMPLETE"),
+        api_job("D", "2025-03-02", "2025-03-03", "IN_PROGRESS"),
+    ]
+
+    adopted = book.reconcile(jobs)
+    assert sorted(entry.job_id for entry in adopted) == ["B", "D"]
+    assert [(e.job_id, e.status) for e in book.in_flight()] == [("B", SUBMITTED), ("D", SUBMITTED)]
+    assert book.reconcile(jobs) == []  # adopted once: a job of its own that is live is kept
+
+
+def test_a_submission_the_job_list_shows_never_happened_is_no_attempt() -> None:
+    """500, FAILED, 500: one job FAILED, so the window is owed with one attempt spent, not given up."""
+    book = RunState({}, "csv")
+    window = Window(datetime(2025, 3, 1), datetime(2025, 3, 2), "TRIPS")
+    book.add_owed([window])
+    (entry,) = book.owed()
+    book.submission_unclear(entry)  # a 500: the next list decides
+    book.reconcile([])
+    assert (entry.status, entry.attempts) == (OWED, 0)
+    book.submitted(entry, "A")
+    book.failed(entry, "job A FAILED at Tikpay")
+    book.submission_unclear(entry)
+    book.reconcile([api_job("A", "2025-03-01", "2025-03-02", "FAILED")])
+    assert (entry.status, entry.attempts) == (OWED, 1)

@@ -17,8 +17,10 @@ resources are iterated, so orchestrators can build it when they load code.
 
 from __future__ import annotations
 
-import inspect
+import tempfile
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -27,7 +29,10 @@ from dlt.common.exceptions import DltException
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from tikpay_source.config import OPTIONS, TikpayConfig, build_config
+from tikpay_source import settings
+from tikpay_source.api.client import TikpayClient
+from tikpay_source.api.ledger import open_ledger
+from tikpay_source.config import TikpayConfig, build_config
 from tikpay_source.errors import (
     ApiError,
     AuthError,
@@ -37,12 +42,15 @@ from tikpay_source.errors import (
     ReportFileError,
     TikpayError,
 )
+from tikpay_source.files.fetching import ReportFetcher
+from tikpay_source.loading.destinations import current_profile
 from tikpay_source.loading.handover import FileHandover
-from tikpay_source.loading.lake import DeltaWindows, one_row_per_job, use_delta_for_jobs, uses_delta
-from tikpay_source.loading.presence import TableWrites
+from tikpay_source.loading.lake import one_row_per_job, use_delta_for_jobs
 from tikpay_source.loading.tables import JOB_HINTS, REPORT_HINTS, selected_report_types
+from tikpay_source.loading.writers import table_writers
 from tikpay_source.outcome import RunSummary, run_summary
-from tikpay_source.planning.budget import plan_next_run
+from tikpay_source.planning.budget import RequestBudget, plan_next_run
+from tikpay_source.planning.explain import plan_lines
 from tikpay_source.planning.state import RunState
 from tikpay_source.runner import ReportJobRunner
 from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES
@@ -56,6 +64,7 @@ __all__ = [
     "ReportFileError",
     "RunSummary",
     "TikpayError",
+    "plan_lines",
     "plan_next_run",
     "report_jobs",
     "run_summary",
@@ -63,35 +72,52 @@ __all__ = [
 ]
 
 
-def _tikpay(**settings: Any) -> list[DltResource]:
-    config = build_config(**settings)
-    handover = FileHandover(config.timezone.key)
+@dlt.source(name="tikpay", section="tikpay", max_table_nesting=0)
+def tikpay(
+    *,
+    client_id: str | None = dlt.secrets.value,
+    client_secret: str | None = dlt.secrets.value,
+    api_key: str | None = dlt.secrets.value,
+    environment: str = settings.DEFAULT_ENVIRONMENT,
+    base_url: str | None = None,
+    token_url: str | None = None,
+    token_auth: str = settings.DEFAULT_TOKEN_AUTH,
+    report_types: Any = None,
+    file_type: str = settings.DEFAULT_FILE_TYPE,
+    timezone: str = settings.DEFAULT_TIMEZONE,
+    start_time: str | None = None,
+    end_time: str | None = None,
+    window: str = settings.DEFAULT_WINDOW,
+    max_window: str = settings.DEFAULT_MAX_WINDOW,
+    lag: str = settings.DEFAULT_LAG,
+    poll_interval: float = settings.DEFAULT_POLL_INTERVAL_SECONDS,
+    max_wait: float = settings.DEFAULT_MAX_WAIT_SECONDS,
+    max_requests: int = settings.DEFAULT_MAX_REQUESTS,
+    max_retry_wait: float = settings.DEFAULT_MAX_RETRY_WAIT_SECONDS,
+    ledger_dir: str | None = None,
+    retry_failed: bool = False,
+    table_format: str = settings.DEFAULT_TABLE_FORMAT,
+) -> list[DltResource]:
+    """The Tikpay source; every argument is also read from ``[sources.tikpay]`` config.
+
+    The arguments are the settings of :data:`tikpay_source.config.OPTIONS`, where each is
+    described (and the README's table of settings is made from): the three secrets, where
+    the API is, which reports (``report_types``, ``file_type``), the operator's ``timezone``,
+    the time range and window sizes (``start_time``, ``end_time``, ``window``,
+    ``max_window``, ``lag``), how long a run waits and what it may spend (``poll_interval``,
+    ``max_wait``, ``max_requests``, ``max_retry_wait``, ``ledger_dir``), ``retry_failed``
+    and, on ``filesystem``, ``table_format``.
+
+    Raises:
+        ConfigError: a setting is invalid; raised here, before any request.
+    """
+    config = build_config(**locals())  # first, so the arguments are all it holds
+    handover = FileHandover()
     jobs = report_jobs(config, handover)
-    tables = [report_table(report_type, jobs, handover, config) for report_type in REPORT_TYPES]
+    tables = [report_table(report_type, jobs, handover) for report_type in REPORT_TYPES]
     for report_type, table in zip(REPORT_TYPES, tables, strict=True):
         table.selected = report_type in config.report_types  # report_types is the shortcut to selecting
     return [jobs, *tables]
-
-
-_tikpay.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [
-        inspect.Parameter(
-            option.name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=dlt.secrets.value if option.secret else option.default,
-            annotation=option.annotation,
-        )
-        for option in OPTIONS
-    ],
-    return_annotation=list[DltResource],
-)
-_tikpay.__doc__ = (
-    "The Tikpay source; every argument is also read from ``[sources.tikpay]`` config.\n\n"
-    "Args:\n"
-    + "".join(f"    {option.name}: {option.meaning.replace('`', '')}.\n" for option in OPTIONS)
-    + "\nRaises:\n    ConfigError: a setting is invalid; raised here, before any request.\n"
-)
-tikpay = dlt.source(name="tikpay", section="tikpay", max_table_nesting=0)(_tikpay)
 
 
 @dlt.resource(name=JOBS_TABLE, **JOB_HINTS)
@@ -100,6 +126,9 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
 
     The report types it submits are those whose table's resource is selected. The
     connector's state (see :mod:`tikpay_source.planning.state`) is committed with the rows it describes.
+    Here, at the edge, the run's collaborators are made (the key's ledger and the run's
+    budget, the API client that spends through it, the fetcher of its files in a scratch
+    folder of its own) and given to the runner, which owns the steps of the run.
     On Delta tables (see :mod:`tikpay_source.loading.lake`) the table gets one row per job and run.
     """
     try:
@@ -107,39 +136,42 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
         selected = resources.selected
     except DltException:  # iterated on its own, outside a source: no table can take the rows
         resources, selected = None, {}
-    delta = uses_delta(config.table_format)  # before any request: a missing extra costs no quota
+    profile = current_profile(config.table_format)  # before any request: a missing extra costs no quota
     report_types = selected_report_types(REPORT_TYPES, selected)
+    handover.start_run(table_writers(profile, config.timezone.key, report_types))
     state = RunState(dlt.current.source_state(), config.file_type)
-    runner = ReportJobRunner(config, state, handover, report_types, retry_failed=config.retry_failed)
-    if not delta:
-        yield from runner.run()
-        return
-    if resources is not None:
-        use_delta_for_jobs(resources[JOBS_TABLE])
-    yield from one_row_per_job(runner.run())
+    budget = RequestBudget(open_ledger(config.ledger_dir, config.credentials.api_key))
+    client = TikpayClient(
+        config.base_url,
+        config.token_url,
+        config.credentials,
+        budget,
+        token_auth=config.token_auth,
+        max_retry_wait=config.max_retry_wait,
+    )
+    with closing(client), tempfile.TemporaryDirectory(prefix="tikpay-") as scratch:
+        fetcher = ReportFetcher(config.timezone.key, Path(scratch), profile)
+        runner = ReportJobRunner(
+            config, state, handover, report_types, api=client, budget=budget, fetcher=fetcher
+        )
+        if not profile.delta:
+            yield from runner.run()
+            return
+        if resources is not None:
+            use_delta_for_jobs(resources[JOBS_TABLE])
+        yield from one_row_per_job(runner.run())
 
 
-def report_table(
-    report_type: str, jobs: DltResource, handover: FileHandover, config: TikpayConfig
-) -> DltResource:
+def report_table(report_type: str, jobs: DltResource, handover: FileHandover) -> DltResource:
     """The resource of one report table: the rows of the files ``jobs`` hands over for ``report_type``.
 
-    On a warehouse a file's rows are appended where nothing of its window can be in the
-    table yet, else they replace the window's rows (see :mod:`tikpay_source.loading.presence`); on
-    Delta tables a scoped merge replaces them (see :mod:`tikpay_source.loading.lake`).
+    How the rows go in (appended or replacing their windows, as files or batches, or a
+    scoped Delta merge) is the run's writer for the table (see :mod:`tikpay_source.loading.writers`).
     """
-    table = REPORT_TABLES[report_type]
-    delta_windows = DeltaWindows()
-    writes = TableWrites(table)
 
     def rows(job: dict[str, Any]) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
         handed = handover.claim(job, report_type)
-        if handed is None:
-            return
-        if uses_delta(config.table_format):
-            yield from delta_windows.batches(job["window_start"], handover.stream(handed))
-        else:
-            disposition = writes.disposition(handed.window, handed.state_loaded_it)
-            yield from handover.stream(handed, disposition)  # files to import, or Arrow batches
+        if handed is not None:
+            yield from handover.stream(handed)
 
-    return dlt.transformer(rows, data_from=jobs, name=table, **REPORT_HINTS)
+    return dlt.transformer(rows, data_from=jobs, name=REPORT_TABLES[report_type], **REPORT_HINTS)

@@ -29,6 +29,7 @@ from tikpay_source.settings import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TABLE_FORMAT,
     DEFAULT_TIMEZONE,
+    DEFAULT_TOKEN_AUTH,
     DEFAULT_WINDOW,
     FILE_TYPES,
     REPORT_TYPES,
@@ -76,8 +77,8 @@ class TikpayConfig:
 class Option:
     """One setting of ``[sources.tikpay]``: its name, default, meaning, and flag of the script.
 
-    :data:`OPTIONS` is the one declaration of the settings: the source's signature, the
-    script's flags and the README's table are all made from it.
+    :data:`OPTIONS` is the one declaration of the settings: the script's flags and the
+    README's table are made from it, and the source's explicit signature is tested to match it.
     """
 
     name: str
@@ -99,8 +100,9 @@ OPTIONS: tuple[Option, ...] = (
            "`token_url` = `https://auth.data-api.{environment}.tikpay.me/oauth2/token`", f"`{DEFAULT_ENVIRONMENT}`"),
     Option("base_url", None, str | None, "override the API's URL (the sandbox does)", "derived"),
     Option("token_url", None, str | None, "override the token endpoint's URL", "derived"),
-    Option("token_auth", "basic", str,
-           "send client credentials as HTTP Basic, or `form` to put them in the token request body", "`basic`"),
+    Option("token_auth", DEFAULT_TOKEN_AUTH, str,
+           "send client credentials as HTTP Basic, or `form` to put them in the token request body",
+           f"`{DEFAULT_TOKEN_AUTH}`"),
     Option("report_types", None, Any,
            "list of `CUSTOMERS`, `PAYMENTS`, `TAPS`, `TRIPS`; from the environment as JSON (`'[\"TRIPS\",\"TAPS\"]'`) "
            "or comma-separated; selects the report tables' resources", "all four", flag="--report-types"),

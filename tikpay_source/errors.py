@@ -57,6 +57,10 @@ class ReportFileError(TikpayError):
     """A downloaded report is truncated, corrupt or unreadable."""
 
 
+class ScratchUnusable(TikpayError):
+    """A downloaded file cannot be written to the run's scratch folder (a full or read-only disk)."""
+
+
 class LineTooLong(ReportFileError):
     """A line is longer than the reader's limit: read again with the larger one (settings)."""
 
@@ -75,6 +79,13 @@ class LinkExpired(TikpayError):
 
 class WidenNextRun(TikpayError):
     """A column must widen, but rows of this run already have its narrower type: load the window next run."""
+
+
+class WideningRefused(TikpayError):
+    """A column must widen and the destination cannot do it: the destination's problem, not the file's.
+
+    The window keeps its job (the file is good): it is tried again once the column is altered.
+    """
 
 
 def caused_by_interrupt(exc: BaseException) -> bool:

@@ -19,16 +19,14 @@ itself is changed only through :class:`~tikpay_source.planning.state.RunState`.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from tikpay_source.api.client import TikpayClient
-from tikpay_source.api.ledger import RequestLedger, open_ledger
+from tikpay_source.api.ledger import RequestLedger
 from tikpay_source.api.models import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_duration
 from tikpay_source.api.polls import PollSchedule
 from tikpay_source.config import TikpayConfig
@@ -42,11 +40,18 @@ from tikpay_source.errors import (
     SubmissionUncertain,
     TikpayError,
 )
-from tikpay_source.files.fetching import LATER, LINK_REFUSED, WAIT_FOR_LINK, Problem, ReportFetcher
+from tikpay_source.files.fetching import (
+    DESTINATION_REFUSED,
+    LATER,
+    LINK_REFUSED,
+    WAIT_FOR_LINK,
+    Problem,
+    ReportFetcher,
+)
 from tikpay_source.loading.handover import FileHandover
 from tikpay_source.loading.tables import LOADED_STATUS, job_row
 from tikpay_source.outcome import RunOutcome
-from tikpay_source.planning.budget import RequestBudget, RunPlan, plan_run
+from tikpay_source.planning.budget import RequestBudget, RunPlan, check_timezone, prepare_run
 from tikpay_source.planning.state import OWED, SUBMITTED, Entry, RunState
 from tikpay_source.planning.windows import format_local
 from tikpay_source.settings import (
@@ -59,8 +64,31 @@ from tikpay_source.settings import (
 log = logging.getLogger(LOGGER_NAME)
 
 
+class JobsApi(Protocol):
+    """What the runner asks of the Data API (:class:`~tikpay_source.api.client.TikpayClient`)."""
+
+    def submit(self, report_type: str, start: str, end: str, file_type: str) -> str: ...
+
+    def list_jobs(self) -> list[ApiJob]: ...
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The runner's sense of time: monotonic seconds and a way to wait (a test passes its own)."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+SYSTEM_CLOCK = Clock()
+
+
 class ReportJobRunner:
-    """Drives one run; a generator of ``report_jobs`` rows (and ``None`` while a file is being read)."""
+    """Drives one run; a generator of ``report_jobs`` rows (and ``None`` while a file is being read).
+
+    It is given its collaborators: the API, the run's request budget (with the key's
+    ledger) that the API spends through, the fetcher of the run's files, and a clock.
+    """
 
     def __init__(
         self,
@@ -69,45 +97,39 @@ class ReportJobRunner:
         handover: FileHandover,
         report_types: tuple[str, ...],
         *,
-        retry_failed: bool = False,
+        api: JobsApi,
+        budget: RequestBudget,
+        fetcher: ReportFetcher,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.state = state
         self.handover = handover
         self.report_types = report_types
-        self.retry_failed = retry_failed
+        self.api = api
+        self.budget = budget
+        self.clock = clock
         self.outcome = RunOutcome()
         self.run_id = uuid.uuid4().hex
-        self.budget: RequestBudget | None = None
         # windows set aside for the rest of this run (their file or the API's answer failed)
         self._set_aside: set[str] = set()
         self._unusable: dict[str, int] = {}
         self._refused: dict[str, str] = {}
         self._timed: set[str] = set()
         self._asked_timezone = False
+        self._submitted: set[str] = set()  # planned windows this run submitted (a FAILED one may go again)
         self._polls = PollSchedule(config.poll_interval, 0.0)
-        self._fetcher: ReportFetcher | None = None  # made with the run's scratch directory
+        self._fetcher = fetcher
 
     def run(self) -> Iterator[dict[str, Any] | None]:
         """Yield every item of this run, then record the run's outcome in the state."""
-        ledger = open_ledger(self.config.ledger_dir, self.config.credentials.api_key)
-        client: TikpayClient | None = None
+        ledger = self.budget.ledger
         try:
             plan = self._plan(ledger)
             if plan is None:
                 return
-            self.budget = RequestBudget(plan, ledger)
-            client = TikpayClient(
-                self.config.base_url,
-                self.config.token_url,
-                self.config.credentials,
-                self.budget,
-                token_auth=self.config.token_auth,
-                max_retry_wait=self.config.max_retry_wait,
-            )
-            with tempfile.TemporaryDirectory(prefix="tikpay-") as scratch:
-                self._fetcher = ReportFetcher(self.config.timezone.key, Path(scratch))
-                yield from self._steps(plan, client)
+            self.budget.follow(plan)
+            yield from self._steps(plan)
         except ReadInterrupted:
             raise  # the extract must fail, or the rows already handed to dlt would load
         except BudgetSpent as exc:
@@ -123,18 +145,18 @@ class ReportJobRunner:
             log.info("stopped: %s", exc)
         finally:
             self.handover.close()
-            if client is not None:
-                client.close()
             self._finish(ledger)
 
     # --- the steps ----------------------------------------------------------------------
 
     def _plan(self, ledger: RequestLedger) -> RunPlan | None:
-        """Step 1: what is owed and what the run may spend; None when there is nothing to do."""
-        if self.retry_failed:
-            self.state.retry_given_up()
-        self._check_timezone()
-        plan = plan_run(self.state, self.config, ledger, self.report_types)
+        """Step 1: what is owed and what the run may spend; None when there is nothing to do.
+
+        The same preparation as ``--plan`` (:func:`prepare_run`); the run then takes the
+        plan's new spans into its state.
+        """
+        plan = prepare_run(self.state, self.config, ledger, self.report_types)
+        self.state.add_owed(plan.new_spans, plan.starts)
         ledger.record_run(self.run_id)
         if not plan.windows and not plan.in_flight:
             log.info("nothing new to load: every window up to the end bound is loaded")
@@ -147,56 +169,60 @@ class ReportJobRunner:
             )
         return plan
 
-    def _steps(self, plan: RunPlan, client: TikpayClient) -> Iterator[dict[str, Any] | None]:
+    def _steps(self, plan: RunPlan) -> Iterator[dict[str, Any] | None]:
         """Steps 2 to 5: list first if the plan says so, then submit and collect until done or out of time."""
-        assert self.budget is not None
         for note in plan.notes:
             log.info("%s", note)
-        self._polls = PollSchedule(self.config.poll_interval, time.monotonic() + self.config.max_wait)
+        self._polls = PollSchedule(self.config.poll_interval, self.clock.now() + self.config.max_wait)
         if plan.lists_first:
-            yield from self._collect(client)
+            yield from self._collect()
         while True:
-            yield from self._submit_owed(client)
-            if not self._waiting_for() or not self.budget.may_list():
+            yield from self._submit_owed()
+            if not self._waiting_for() or not plan.may_list(self.budget.spent):
                 return
-            now = time.monotonic()
-            last_request = self.budget.spent + 1 >= plan.budget
-            poll_at = self._polls.next_at(now, last_request=last_request)
+            now = self.clock.now()
+            poll_at = self._polls.next_at(now, last_request=plan.last_request(self.budget.spent))
             if now >= self._polls.deadline:
                 return
-            time.sleep(max(0.0, poll_at - now))
-            yield from self._collect(client)
+            self.clock.sleep(max(0.0, poll_at - now))
+            yield from self._collect()
 
-    def _submit_owed(self, client: TikpayClient) -> Iterator[dict[str, Any] | None]:
+    def _submit_owed(self) -> Iterator[dict[str, Any] | None]:
         """Submit owed spans, oldest first, as far as the budget allows.
 
         While the operator's timezone is unknown (a new account lists no jobs), one span goes
         first and the job list is read before the others: a wrong ``timezone`` costs one job.
         """
-        assert self.budget is not None
+        plan = self.budget.plan
+        assert plan is not None
         for entry in self.state.owed(self.report_types):
             if entry.status != OWED:  # adopted by a list call made during this loop
                 continue
             if entry.window.key in self._set_aside:  # its file was bad this run: a new job waits for the next
                 continue
-            if self.outcome.submitted and self.state.api_timezone is None and not self._asked_timezone:
-                if not self.budget.plan.may_confirm_timezone(self.budget.spent):
+            if plan.lists_for_timezone(
+                self.outcome.submitted, self.state.api_timezone is not None, self._asked_timezone
+            ):
+                if not plan.may_confirm_timezone(self.budget.spent):
                     log.info("request budget reached before the timezone was confirmed; the rest waits")
                     return
                 log.info("confirming the operator's timezone from the job list before submitting more")
                 self._asked_timezone = True
-                yield from self._collect(client)
+                yield from self._collect()
                 if self.state.api_timezone is None:
                     log.warning(
                         "the job list reports no timezone; going on with %s", self.config.timezone.key
                     )
-            if not self.budget.may_submit():
+            planned = plan.planned(entry.window) and entry.window.key not in self._submitted
+            if not plan.may_submit(self.budget.spent, len(self._submitted), planned=planned):
                 left = len(self.state.owed(self.report_types))
                 log.info("request budget reached; %d window(s) left for the next run", left)
                 return
             window = entry.window
+            if planned:
+                self._submitted.add(window.key)  # one of the plan's submissions, whatever the answer
             try:
-                job_id = client.submit(
+                job_id = self.api.submit(
                     window.report_type, format_local(window.start), format_local(window.end), entry.file_type
                 )
             except RequestNotSent:
@@ -211,15 +237,15 @@ class ReportJobRunner:
                 log.info("%s: %s; %s", window.describe(), exc, self._next_step(entry))
                 continue
             self.state.submitted(entry, job_id)
-            self._polls.submitted(time.monotonic(), self.state.job_seconds(window.report_type))
+            self._polls.submitted(self.clock.now(), self.state.job_seconds(window.report_type))
             self.outcome.submitted += 1
             log.info("submitted %s as job %s", window.describe(), job_id)
             yield job_row(entry, self.config.timezone, load_status="submitted")
 
-    def _collect(self, client: TikpayClient) -> Iterator[dict[str, Any] | None]:
+    def _collect(self) -> Iterator[dict[str, Any] | None]:
         """One list call: adopt jobs for owed windows, learn every job's status, load finished ones."""
-        jobs = client.list_jobs()
-        self._polls.polled(time.monotonic())
+        jobs = self.api.list_jobs()
+        self._polls.polled(self.clock.now())
         self._check_timezone(jobs)
         self._learn_durations(jobs)
         for entry in self.state.reconcile(jobs):
@@ -296,7 +322,6 @@ class ReportJobRunner:
 
     def _load(self, entry: Entry, job: ApiJob) -> Iterator[dict[str, Any] | None]:
         """Fetch the job's file, mark the window loaded and hand the file to its table's resource."""
-        assert self._fetcher is not None
         fetched = self._fetcher.fetch(entry.window, job)
         if isinstance(fetched, Problem):
             yield from self._not_loaded(entry, job, fetched)
@@ -329,18 +354,18 @@ class ReportJobRunner:
         if problem.kind == LATER:
             return
         reason = f"job {job.job_id}: {problem.reason}"
-        if problem.kind == LINK_REFUSED:  # not the file's fault: the same job, next run
+        if problem.kind in (LINK_REFUSED, DESTINATION_REFUSED):  # not the file's fault: same job, next run
             self.state.not_loaded(entry, reason)
             next_step, status = "the next run tries again", "error"
         else:  # the file stayed bad: a new job, next run, like a FAILED one
-            self.state.file_refused(entry, reason)
+            self.state.file_refused(entry, reason, problem.digest)
             next_step, status = self._next_step(entry, "next run"), "failed"
         message = f"{entry.window.describe()}: {entry.error}; {next_step}"
         self.outcome.window_errors.append(message)
         log.info("%s", message)
         yield job_row(entry, self.config.timezone, load_status=status, job=job)
 
-    def _check_timezone(self, jobs: list[ApiJob] = ()) -> None:
+    def _check_timezone(self, jobs: list[ApiJob]) -> None:
         """Windows planned in the wrong zone would shift every row: stop before submitting any.
 
         The zone the job list reports is remembered in the state, so later runs check it
@@ -349,13 +374,7 @@ class ReportJobRunner:
         zones = sorted({job.timezone for job in jobs if job.timezone})
         if zones:
             self.state.remember_timezone(zones[0])
-        reported = self.state.api_timezone
-        configured = self.config.timezone.key
-        if reported and reported != configured:
-            raise ConfigError(
-                f"timezone is set to {configured} but the API reports the operator's timezone as "
-                f"{reported}; set timezone to match"
-            )
+        check_timezone(self.state.api_timezone, self.config.timezone.key)
 
     def _finish(self, ledger: RequestLedger) -> None:
         """Record what the run did as ``last_run``; a window refused and still owed is an error of the run."""
@@ -368,11 +387,11 @@ class ReportJobRunner:
         self.state.finish(
             self.run_id,
             self.outcome.to_state(
-                requests=self.budget.spent if self.budget else 0,
+                requests=self.budget.spent,
                 quota_left=ledger.remaining(),
                 pending=[e.window.describe() for e in self.state.in_flight(self.report_types)],
                 waiting=[e.window.describe() for e in self.state.owed(self.report_types)],
-                later=[w.describe() for w in self.budget.plan.held_back] if self.budget else [],
+                later=[w.describe() for w in self.budget.plan.held_back] if self.budget.plan else [],
                 gave_up=[f"{e.window.describe()}: {e.error}" for e in self.state.gave_up()],
             ),
         )

@@ -10,6 +10,7 @@ BASE_URL_TEMPLATE = "https://data-api.{environment}.tikpay.me/v1"
 TOKEN_URL_TEMPLATE = "https://auth.data-api.{environment}.tikpay.me/oauth2/token"
 TOKEN_SCOPE = "data-api.tikpay.me:write"
 TOKEN_AUTH_METHODS: tuple[str, ...] = ("basic", "form")
+DEFAULT_TOKEN_AUTH = "basic"
 GENERATE_REPORT_PATH = "/generate-report"
 REPORT_JOBS_LIST_PATH = "/report-jobs-list"
 
@@ -95,21 +96,6 @@ TIMESTAMP_FORMATS: tuple[str, ...] = (
 )
 # The custom dlt column hint that keeps a column's text format (date, timestamp, boolean case).
 FORMAT_HINT = "x-tikpay-format"
-
-# Destinations (dlt's destination types) whose loader COPYs a CSV file as it is: there the
-# connector writes the checked report as that file itself, instead of Arrow batches that dlt
-# would write as Parquet and then rewrite as CSV (see tikpay_source/loading/exports.py).
-CSV_FILE_DESTINATIONS: tuple[str, ...] = ("dlt.destinations.postgres",)
-# Destinations whose loader reads a Parquet file as it is: there DuckDB writes the checked
-# report as that file, instead of Arrow batches that pass through Python and pyarrow's writer.
-PARQUET_FILE_DESTINATIONS: tuple[str, ...] = ("dlt.destinations.duckdb", "dlt.destinations.motherduck")
-# Destinations asked whether a report table already holds a window's rows before they are
-# appended rather than replaced (see tikpay_source/loading/presence.py); every other one replaces.
-PROBED_DESTINATIONS: tuple[str, ...] = (
-    "dlt.destinations.duckdb",
-    "dlt.destinations.motherduck",
-    "dlt.destinations.postgres",
-)
 
 # Progress and notices go to this logger (and its children); the script renders them.
 LOGGER_NAME = "tikpay"

@@ -29,7 +29,8 @@ class Client:
         """A token request; by default client credentials go as HTTP Basic."""
         kwargs.setdefault("auth", (DEMO_CLIENT_ID, DEMO_CLIENT_SECRET))
         kwargs.setdefault("data", {"grant_type": "client_credentials"})
-        return self.http.post(self.sb.token_url, timeout=10, **kwargs)
+        kwargs.setdefault("timeout", 10)
+        return self.http.post(self.sb.token_url, **kwargs)
 
     def headers(self) -> dict[str, str]:
         """Bearer token (fetched once) and API key."""
@@ -57,9 +58,9 @@ class Client:
         assert response.status_code == 200, response.text
         return response.json()["jobId"]
 
-    def list(self) -> requests.Response:
+    def list(self, timeout: float = 10) -> requests.Response:
         """GET /report-jobs-list."""
-        return self.http.get(f"{self.sb.base_url}/report-jobs-list", headers=self.headers(), timeout=10)
+        return self.http.get(f"{self.sb.base_url}/report-jobs-list", headers=self.headers(), timeout=timeout)
 
     def job(self, job_id: str) -> dict[str, Any]:
         """One job from a fresh list call."""

@@ -13,6 +13,8 @@ import requests
 
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
+pytestmark = pytest.mark.e2e  # runs the sandbox CLI as a process
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -21,6 +21,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 import tikpay_source.sandbox
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox, SandboxSettings
 
+pytestmark = pytest.mark.e2e  # a sandbox per contract check
+
 SPEC = Path(tikpay_source.sandbox.__file__).with_name("openapi.yaml")
 schema = schemathesis.openapi.from_path(SPEC)
 

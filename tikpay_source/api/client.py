@@ -46,7 +46,14 @@ from tikpay_source.settings import (
 
 log = logging.getLogger(LOGGER_NAME)
 
-_TRANSIENT = (requests.ConnectionError, requests.Timeout)
+# faults of the connection, not answers: a dropped or timed-out connection, and an answer cut off
+# mid-body (requests raises ChunkedEncodingError for an early close, whatever the framing)
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 # 5xx answers that say the request itself is not supported: retrying it, or waiting for a
 # job it cannot have created, is pointless
 _NOT_TRANSIENT_5XX = frozenset({501, 505})

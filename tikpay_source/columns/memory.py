@@ -3,8 +3,8 @@
 A column keeps its type from file to file: every later file is read with it, so
 ``route_id`` values such as ``333`` stay text once the column is text. A file whose
 values need more (text where the column holds integers) widens the column in the
-warehouse (:mod:`tikpay_source.columns.widening`) before its rows are handed to dlt, so no window
-is ever refused for its types. Earlier loads are known from the schema dlt keeps, as it
+warehouse (:mod:`tikpay_source.columns.widening`) before its rows are handed to dlt, where the
+destination can; where it cannot, the window keeps its job until the column is altered by hand. Earlier loads are known from the schema dlt keeps, as it
 was when this run first looked; this run's files are remembered as they are read.
 
 One case waits: a column whose rows of *this* run were extracted with the narrower
@@ -24,6 +24,7 @@ from tikpay_source.columns.types import ColumnType, from_schema
 from tikpay_source.columns.widening import widen_columns
 from tikpay_source.errors import WidenNextRun
 from tikpay_source.files.readers import ReportFile
+from tikpay_source.loading.destinations import DestinationProfile
 from tikpay_source.settings import FORMAT_HINT, REPORT_TABLES
 
 _TYPE_HINTS = ("data_type", "precision", "scale", FORMAT_HINT)
@@ -32,8 +33,9 @@ _TYPE_HINTS = ("data_type", "precision", "scale", FORMAT_HINT)
 class ColumnTypeMemory:
     """Column types per report table: as loaded before this run, and as this run's files made them."""
 
-    def __init__(self, zone: str) -> None:
+    def __init__(self, zone: str, profile: DestinationProfile) -> None:
         self._zone = zone
+        self._profile = profile  # how the destination widens a column, if it does
         self._before: dict[str, dict[str, Any]] = {}
         self._this_run: dict[str, dict[str, ColumnType]] = {}
 
@@ -49,7 +51,11 @@ class ColumnTypeMemory:
         return loaded_type
 
     def adopt(self, report_type: str, report: ReportFile) -> None:
-        """Widen the columns this report needs wider, then remember its types; raises :class:`WidenNextRun`."""
+        """Widen the columns this report needs wider, then remember its types.
+
+        Raises :class:`WidenNextRun` (this run's rows have the narrower type) or
+        :class:`WideningRefused` (the destination cannot widen it).
+        """
         table = REPORT_TABLES[report_type]
         this_run = self._this_run.setdefault(table, {})
         changes = [
@@ -61,7 +67,7 @@ class ColumnTypeMemory:
                 f"column {table}.{waiting[0]} must widen, and rows of this run already have its "
                 "narrower type; the window is loaded by the next run"
             )
-        widen_columns(dlt.current.pipeline(), table, changes, self._zone)  # type: ignore[arg-type]
+        widen_columns(dlt.current.pipeline(), self._profile, table, changes, self._zone)
         columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
         for name, _before, after in changes:
             self._record(columns.get(name), after)

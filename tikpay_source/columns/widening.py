@@ -13,10 +13,11 @@ the column's recorded format (not a UTC rendering), a date its format, a boolean
 recorded case, a decimal its digits at the column's scale (which is every value's own
 scale, see :mod:`tikpay_source.columns.types`).
 
-DuckDB, MotherDuck and PostgreSQL are supported; on ``filesystem`` each Parquet file keeps
-the types it was written with (a Delta table has one schema: as on other destinations,
-its window fails naming the column). On any other destination the window fails with the statement
-to run by hand (see docs/warehouses.md).
+Which destinations widen, in which SQL, is their profile's word
+(:mod:`tikpay_source.loading.destinations`): DuckDB, MotherDuck and PostgreSQL do; on
+``filesystem`` each Parquet file keeps the types it was written with. Anywhere else (a Delta
+table has one schema too) :class:`~tikpay_source.errors.WideningRefused` names the column to
+alter by hand (see docs/warehouses.md): the window keeps its job and is loaded once it is.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import dlt
-
 from tikpay_source.columns.types import BOOL, BOOL_STYLES, DATE, DECIMAL, TEXT, TIMESTAMP, ColumnType
-from tikpay_source.errors import ReportFileError
+from tikpay_source.errors import WideningRefused
+from tikpay_source.loading.destinations import POSTGRES_SQL, DestinationProfile
 from tikpay_source.loading.views import VIEWS
 
 Change = tuple[str, ColumnType, ColumnType]
@@ -43,25 +43,21 @@ _POSTGRES_FORMAT = {
     "%g": "MS",
     "%f": "US",
 }
-_DUCKDB_LIKE = ("duckdb", "motherduck")
-FILES_KEEP_TYPES = ("filesystem",)
 
 
-def widen_columns(pipeline: Any, table: str, changes: Sequence[Change], zone: str) -> None:
-    """Alter ``changes`` in the destination table; raises :class:`ReportFileError` where it cannot."""
-    destination = pipeline.destination.destination_name
-    delta = dlt.current.source_schema().tables.get(table, {}).get("table_format") == "delta"
-    if (destination in FILES_KEEP_TYPES and not delta) or not changes:
+def widen_columns(
+    pipeline: Any, profile: DestinationProfile, table: str, changes: Sequence[Change], zone: str
+) -> None:
+    """Alter ``changes`` in the destination table; raises :class:`WideningRefused` where it cannot."""
+    if profile.files_keep_types or not changes:
         return
-    if delta:
-        destination = "Delta tables"
-    if destination not in (*_DUCKDB_LIKE, "postgres"):
+    if profile.widening_sql is None:
         name, before, after = changes[0]
-        raise ReportFileError(
+        raise WideningRefused(
             f"column {table}.{name} must widen from {before.describe()} to {after.describe()}, which the "
-            f"connector does not do on {destination}; alter the column by hand (see docs/warehouses.md)"
+            f"connector does not do on {profile.describe()}; alter the column by hand (see docs/warehouses.md)"
         )
-    postgres = destination == "postgres"
+    postgres = profile.widening_sql == POSTGRES_SQL
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name(table)
         with client.begin_transaction():

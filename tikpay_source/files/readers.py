@@ -1,10 +1,12 @@
-"""Reading report files into Arrow record batches: streaming, typed, and never row by row.
+"""Checking report files whole and reading them: streaming, typed, and never row by row.
 
-CSV is read by DuckDB's reader, every value as text, in one pass that decides each
-column's type from the whole file by the lossless rules of
-:mod:`tikpay_source.columns.types` (a column is a number only if every value is one and
-reads back the same, so card numbers with leading zeros stay text). The read that
-follows casts to those types and hands back Arrow record batches of bounded size. A
+CSV is read by DuckDB's reader, every value as text; the typing package decides each
+column's type from the whole file in that reading (:mod:`tikpay_source.columns.deciding`,
+by the lossless rules of :mod:`tikpay_source.columns.types`: a column is a number only if
+every value is one and reads back the same, so card numbers with leading zeros stay text). The read that
+follows casts to those types: DuckDB writes it as the file a destination loads as it is
+(:meth:`ReportFile.copy_to`, see :mod:`tikpay_source.loading.exports`), or hands back Arrow
+record batches of bounded size for every other destination. A
 column already loaded keeps its type, widened if this file needs more. Header names
 become warehouse names that never collide (:mod:`tikpay_source.columns.names`). XML is
 converted to a temporary CSV file (see :mod:`tikpay_source.files.xml_reports`) and read the
@@ -29,20 +31,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tikpay_source.columns.deciding import ColumnTypes, decide_columns
 from tikpay_source.columns.names import column_names
-from tikpay_source.columns.types import (
-    TEXT_TYPE,
-    ColumnFacts,
-    ColumnType,
-    decide,
-    facts_sql,
-    format_checks,
-    formats_fitting,
-    read_candidates,
-    read_facts,
-    sample_sql,
-    widen,
-)
+from tikpay_source.columns.types import TEXT_TYPE, ColumnType
 from tikpay_source.errors import LineTooLong, ReportFileError
 from tikpay_source.files.file_errors import LINE_TOO_LONG, file_problem
 from tikpay_source.files.xml_reports import xml_to_csv
@@ -52,7 +43,6 @@ from tikpay_source.settings import (
     READER_DUCKDB_CONFIG,
     READER_LONG_LINE_DUCKDB_CONFIG,
     READER_MAX_LINE_BYTES,
-    TYPING_SAMPLE_ROWS,
 )
 
 _CSV_OPTIONS = "header = true, delim = ',', quote = '\"', escape = '\"', strict_mode = true"
@@ -62,9 +52,6 @@ _SMALL_BUFFERS = f", buffer_size = {READER_BUFFER_BYTES}"
 _LONG_LINES = f", max_line_size = {READER_MAX_LINE_BYTES}"
 
 _Result = TypeVar("_Result")
-
-ColumnTypes = Callable[[str], "ColumnType | None"]
-"""The type a column (by its warehouse name) already has in the table, if any."""
 
 
 @dataclass(frozen=True)
@@ -230,14 +217,9 @@ def read_report(
 
 
 def _check_complete(path: Path) -> None:
-    """A CSV export ends with a line break; one that does not was cut short."""
-    size = path.stat().st_size
-    if size == 0:
+    """A CSV export has at least its header row (a cut download is caught by the download itself)."""
+    if path.stat().st_size == 0:
         raise ReportFileError("the report file is empty (not even a header row)")
-    with path.open("rb") as handle:
-        handle.seek(size - 1)
-        if handle.read(1) not in (b"\n", b"\r"):
-            raise ReportFileError("the report file does not end with a line break: it looks truncated")
 
 
 def _open_csv(
@@ -252,7 +234,7 @@ def _open_csv(
 ) -> ReportFile:
     """Read every value as text once to decide the columns' types; the read that follows streams.
 
-    The deciding pass (see :mod:`tikpay_source.columns.types`) also splits the whole file
+    The deciding passes (see :mod:`tikpay_source.columns.deciding`) also split the whole file
     into rows, so a malformed file fails here, before a single row is handed to dlt, and
     the read that follows casts only values already known to fit.
     """
@@ -262,26 +244,26 @@ def _open_csv(
         names = column_names(header)
         as_text = _read_csv_call(path, header, options)
         idents = [_ident(name) for name in header]
-        sample = sample_sql(idents, as_text, TYPING_SAMPLE_ROWS) if idents else None
-        candidates = (
-            read_candidates(_reporting_errors(lambda: _one_row(con, sample)), len(idents)) if sample else []
-        )
-        rows, facts = read_facts(
-            _reporting_errors(lambda: _one_row(con, facts_sql(idents, as_text, candidates))), candidates
-        )
-        found = decide(facts, _formats_found(con, idents, facts, as_text))
-        loaded = [known_types(name) if known_types else None for name in names]
-        types = [widen(before, now) for before, now in zip(loaded, found, strict=True)]
+
+        def query(sql: str) -> tuple[Any, ...]:
+            return _reporting_errors(lambda: _one_row(con, sql))
+
+        decided = decide_columns(query, idents, as_text, names, known_types)
+        types = decided.types
         select = ", ".join(
             f"{(kind or TEXT_TYPE).read_sql(ident)} AS {_ident(name)}"
             for ident, name, kind in zip(idents, names, types, strict=True)
         )
         columns = [
             ReportColumn(name, fact.values, kind, before, ident, *fact.shapes)
-            for name, fact, kind, before, ident in zip(names, facts, types, loaded, idents, strict=True)
+            for name, fact, kind, before, ident in zip(
+                names, decided.facts, types, decided.loaded, idents, strict=True
+            )
         ]
-        query = f"SELECT {select} FROM {as_text}" if header else None
-        return ReportFile(con, query, rows, columns, timezone, batch_rows, scratch, discard, as_text)
+        select_all = f"SELECT {select} FROM {as_text}" if header else None
+        return ReportFile(
+            con, select_all, decided.rows, columns, timezone, batch_rows, scratch, discard, as_text
+        )
     except BaseException:
         con.close()
         raise
@@ -289,23 +271,6 @@ def _open_csv(
 
 def _one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
     return con.execute(sql).fetchall()[0]
-
-
-def _formats_found(
-    con: duckdb.DuckDBPyConnection, idents: list[str], facts: list[ColumnFacts], source: str
-) -> dict[int, list[str]]:
-    """The formats every value of each date-shaped column is in; a last pass checks those the sample missed."""
-    checks = format_checks(idents, facts)
-    later: dict[int, list[str]] = {}
-    if checks:
-        row = _reporting_errors(
-            lambda: _one_row(con, f"SELECT {', '.join(c for _, _, c in checks)} FROM {source}")
-        )
-        for (index, fmt, _), fits in zip(checks, row, strict=True):
-            if fits:
-                later.setdefault(index, []).append(fmt)
-    found = {i: formats_fitting(fact, later.get(i, [])) for i, fact in enumerate(facts) if fact.values}
-    return {i: fits for i, fits in found.items() if fits}
 
 
 def _header(path: Path) -> list[str]:

@@ -4,7 +4,8 @@ Arrow batches reach a warehouse through files dlt writes at extract: Parquet, wh
 DuckDB loads as it is and which dlt's normalize step rewrites as CSV for PostgreSQL's
 ``COPY … FROM STDIN``. Here DuckDB writes the file once, straight from the checked report
 (every value already proved to fit its column's type), in the format the destination
-loads: Parquet into DuckDB and MotherDuck, CSV into PostgreSQL. The file goes to the load
+loads (its :class:`~tikpay_source.loading.destinations.ReadyFile`): Parquet into DuckDB and
+MotherDuck, CSV into PostgreSQL. The file goes to the load
 package with ``dlt.mark.with_file_import`` and dlt's load job reads it unchanged. Nothing
 passes through Python or Arrow on the way, and DuckDB writes the file in parallel.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ from zoneinfo import ZoneInfo
 
 import dlt
 import pyarrow as pa
-from dlt.common.destination.configuration import CsvFormatConfiguration
 from dlt.common.normalizers.naming import NamingConvention
 from dlt.common.pipeline import current_pipeline
 from dlt.extract.hints import TResourceHints
@@ -41,13 +40,12 @@ from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.columns.types import DATE, TEXT_TYPE, TIMESTAMP
 from tikpay_source.files.readers import ReportColumn, ReportFile
+from tikpay_source.loading.destinations import PARQUET, ReadyFile
 from tikpay_source.loading.tables import REPORT_HINTS, tagged_schema
 from tikpay_source.planning.windows import DAY, Window
 from tikpay_source.settings import (
     BATCH_ROWS,
-    CSV_FILE_DESTINATIONS,
     JOB_ID_COLUMN,
-    PARQUET_FILE_DESTINATIONS,
     WINDOW_END_COLUMN,
     WINDOW_START_COLUMN,
 )
@@ -56,38 +54,6 @@ from tikpay_source.settings import (
 _SCRATCH_PREFIX = "tikpay-file-"
 _OLD_SCRATCH_PREFIXES = ("tikpay-csv-",)  # of earlier versions, which wrote CSV files only
 _ISO_DATE = "%Y-%m-%d"
-PARQUET = "parquet"
-CSV = "csv"
-
-
-@dataclass(frozen=True)
-class ReadyFile:
-    """The file this run's destination loads as it is: its format and, for CSV, its delimiter."""
-
-    file_format: str
-    delimiter: str = ","
-
-
-def ready_file() -> ReadyFile | None:
-    """The file to write when this run's destination loads report files as they are, else None.
-
-    Learnt from the running pipeline, at extract time: the source itself is built before
-    anyone knows where it will load. A PostgreSQL destination whose CSV settings differ from
-    what this module writes (no header, another encoding) keeps the Arrow batches.
-    """
-    pipeline = current_pipeline()
-    destination = getattr(pipeline, "destination", None)
-    if destination is None:
-        return None
-    if destination.destination_type in PARQUET_FILE_DESTINATIONS:
-        return ReadyFile(PARQUET)
-    if destination.destination_type not in CSV_FILE_DESTINATIONS:
-        return None
-    configured = destination.configuration(None, accept_partial=True)
-    csv_format: CsvFormatConfiguration = getattr(configured, "csv_format", None) or CsvFormatConfiguration()
-    if not csv_format.include_header or csv_format.encoding.replace("-", "").lower() != "utf8":
-        return None
-    return ReadyFile(CSV, csv_format.delimiter)
 
 
 def ready_file_items(

@@ -2,8 +2,8 @@
 
 ``report_jobs`` downloads and checks a job's file, then yields the job's row; dlt feeds
 that row to every report-table transformer, and the one whose report type it names
-claims the file and hands its rows to its own table (files to import, or Arrow
-batches). dlt runs a transformer's generator interleaved with its parent's, so after
+claims the file and hands its rows to its own table through this run's writer for
+it (see :mod:`tikpay_source.loading.writers`). dlt runs a transformer's generator interleaved with its parent's, so after
 handing a file over ``report_jobs`` steps aside
 (:meth:`FileHandover.wait` yields ``None``, which dlt skips) until the file has been
 read: one report file is open at a time, and the run's steps keep their order.
@@ -11,18 +11,17 @@ read: one report file is open at a time, and the run's steps keep their order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import dlt
 import pyarrow as pa
 from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.errors import ReadInterrupted, ReportFileError
 from tikpay_source.files.readers import ReportFile
-from tikpay_source.loading.exports import ready_file, ready_file_items
-from tikpay_source.loading.tables import LOADED_STATUS, tag_batch
+from tikpay_source.loading.tables import LOADED_STATUS
+from tikpay_source.loading.writers import TableWriter
 from tikpay_source.planning.windows import Window
 
 # Rounds of stepping aside with no sign of the table's resource before giving up on it: dlt
@@ -47,10 +46,15 @@ class HandedFile:
 class FileHandover:
     """Report files waiting for their table's resource, by job id."""
 
-    def __init__(self, timezone: str) -> None:
-        self._timezone = timezone  # the operator's zone, that the files' local times are read in
+    def __init__(self) -> None:
         self._offers: dict[str, HandedFile] = {}
+        self._writers: Mapping[str, TableWriter] = {}
         self._progress = 0
+
+    def start_run(self, writers: Mapping[str, TableWriter]) -> None:
+        """A run begins: its files go to these writers, by report type (made for this run alone)."""
+        self.close()
+        self._writers = writers
 
     def offer(self, job_id: str, window: Window, report: ReportFile, *, state_loaded_it: bool) -> None:
         """Make a checked file available to the table resource of ``window``'s report type."""
@@ -67,30 +71,15 @@ class FileHandover:
         self._progress += 1
         return handed
 
-    def stream(
-        self, handed: HandedFile, write_disposition: Any = None
-    ) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
-        """A claimed file's rows in the form the destination loads best, then the file is released.
-
-        Into a destination that loads a file as it is (Parquet into DuckDB and MotherDuck, CSV
-        into PostgreSQL), its files to import (see :mod:`tikpay_source.loading.exports`); anywhere else
-        the tagged Arrow batches.
-        ``write_disposition``, if given, goes to dlt with every file, or with the first batch.
-        """
-        hints = dlt.mark.make_hints(write_disposition=write_disposition) if write_disposition else None
+    def stream(self, handed: HandedFile) -> Iterator[pa.RecordBatch | DataItemWithMeta]:
+        """A claimed file's rows as this run's writer for its table hands them to dlt; then it is released."""
         rows = 0
         try:
-            ready = ready_file()
-            if ready is not None and len(handed.report.schema):
-                yield from ready_file_items(
-                    handed.report, handed.window, handed.job_id, self._timezone, ready, write_disposition
-                )
-                return
-            for batch in handed.report.batches():
+            writer = self._writers[handed.window.report_type]
+            for item in writer.write(handed.report, handed.window, handed.job_id, handed.state_loaded_it):
                 self._progress += 1
-                tagged = tag_batch(batch, handed.window, handed.job_id)
-                yield dlt.mark.with_hints(tagged, hints) if hints and not rows else tagged
-                rows += batch.num_rows
+                yield item
+                rows += _rows_in(item)
         except ReportFileError as exc:
             raise ReadInterrupted(
                 f"{handed.window.describe()}: job {handed.job_id}'s file failed after {rows} of its rows "
@@ -121,3 +110,9 @@ class FileHandover:
         for offer in self._offers.values():
             offer.report.close()
         self._offers.clear()
+
+
+def _rows_in(item: Any) -> int:
+    """The rows an item hands to dlt as a batch (a file to import is counted by dlt itself)."""
+    data = item.data if isinstance(item, DataItemWithMeta) else item
+    return data.num_rows if isinstance(data, pa.RecordBatch) else 0

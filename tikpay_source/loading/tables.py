@@ -3,7 +3,7 @@
 ``report_jobs`` is merged on ``job_id``, so a job's row is updated as its status
 changes. Report tables are merged with the delete-insert strategy on the window start:
 loading a window again replaces that window's rows instead of doubling them (a window that
-cannot be in the table yet is appended instead, see :mod:`tikpay_source.loading.presence`). No report
+cannot be in the table yet is appended instead, see :mod:`tikpay_source.loading.writers`). No report
 column is listed anywhere: the columns come from each file. Each table has a resource
 of its own (see :mod:`tikpay_source`), so these hints are the resources' own.
 """

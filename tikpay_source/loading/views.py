@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tikpay_source.loading.destinations import PROFILES, profile_of
 from tikpay_source.settings import JOBS_TABLE
-
-# dlt destination names whose SQL these views are written in (and tested on)
-VIEW_DESTINATIONS: tuple[str, ...] = ("duckdb", "motherduck", "postgres")
 
 TIME = ("timestamp",)
 NUMBER = ("double", "decimal", "bigint")
@@ -41,7 +39,8 @@ class View:
 
     ``select`` uses ``{table}`` placeholders for qualified table names and
     ``{day:column}`` for a column's local date. Amounts are summed as exact cents
-    (DECIMAL(18, 2)): the files' amounts load as doubles, whose sums show float noise.
+    (DECIMAL(18, 2)) whatever their column loaded as: a decimal of the file's own scale, or a
+    double in tables an earlier version loaded, whose sums would show float noise.
     """
 
     name: str
@@ -158,10 +157,11 @@ def create_views(pipeline: Any) -> list[str]:
     Views are dropped and created again (not ``CREATE OR REPLACE``) because PostgreSQL
     refuses to replace a view whose columns changed type, which a new export column can do.
     """
-    destination = pipeline.destination.destination_name if pipeline.destination else None
-    if destination not in VIEW_DESTINATIONS:
+    profile = profile_of(pipeline.destination)
+    if not profile.views:
+        written_for = ", ".join(listed.name for listed in PROFILES.values() if listed.views)
         return [
-            f"views: not created on {destination}: they are SQL for {', '.join(VIEW_DESTINATIONS)}; "
+            f"views: not created on {profile.name}: they are SQL for {written_for}; "
             "see tikpay_source/loading/views.py for the queries"
         ]
     tables = pipeline.default_schema.tables

@@ -9,10 +9,13 @@ A run spends, at most, ``min(max_requests, what the ledger says is left of the q
   back to learn how they went (when ``max_wait`` allows waiting);
 * then list calls while jobs are in flight, until the budget or ``max_wait`` runs out.
 
-:class:`RunPlan` is that rule, fixed before the first request; :class:`RequestBudget`
-applies it while the run spends, writing every request to the ledger before it is
-sent. ``--plan`` prints the same :class:`RunPlan` the run then follows, so the two
-agree (the run may submit one more job when its first list already shows the timezone).
+:class:`RunPlan` is that rule, fixed before the first request, and the runner asks it
+for every decision (may it submit, must it list for the timezone, is this the last
+request); :class:`RequestBudget` applies it while the run spends, writing every request to
+the ledger before it is sent. Planning changes nothing: :func:`plan_run` returns the spans
+it would add, which a run adopts into its state (``--plan`` does not), and
+:func:`prepare_run` is the one preparation both make. So ``--plan`` shows the plan the run
+then follows, submissions included (printed by :mod:`tikpay_source.planning.explain`).
 """
 
 from __future__ import annotations
@@ -25,16 +28,15 @@ from typing import Any
 
 from tikpay_source.api.ledger import RequestLedger, open_ledger
 from tikpay_source.config import TikpayConfig
-from tikpay_source.errors import BudgetSpent
+from tikpay_source.errors import BudgetSpent, ConfigError
 from tikpay_source.loading.tables import selected_report_types
 from tikpay_source.planning.state import RunState, stored_state
 from tikpay_source.planning.windows import (
-    DAY,
     DEFAULT_ANCHOR,
     Window,
     format_local,
-    iso_duration,
     last_boundary_over,
+    owed_spans,
     span_limit,
 )
 from tikpay_source.settings import JOBS_TABLE, PROBE_SPAN_DAYS, QUOTA_LIMIT, REPORT_TYPES, TARGET_FILE_BYTES
@@ -69,6 +71,10 @@ class RunPlan:
     """Per report type, the owed range not planned yet: it waits for the size of a probe's file."""
     later_span: timedelta = timedelta(0)
     """How long the jobs for ``held_back`` may be, at most (``max_window``)."""
+    new_spans: tuple[Window, ...] = ()
+    """The owed spans among ``windows`` that the state does not hold yet: a run adds them."""
+    starts: tuple[tuple[str, datetime, datetime], ...] = ()
+    """Report types seen for the first time: (type, where its first window starts, its grid's anchor)."""
 
     @property
     def lists_first(self) -> bool:
@@ -80,9 +86,28 @@ class RunPlan:
         """Requests kept back from submitting, to learn how the submissions went."""
         return int(self.polls_after_submitting)
 
-    def may_submit(self, spent: int) -> bool:
-        """Whether one more submission fits, with ``spent`` requests already sent this run."""
-        return spent + 1 + self.kept_back <= self.budget
+    def may_submit(self, spent: int, submitted: int, *, planned: bool = True) -> bool:
+        """Whether one more submission fits, with ``spent`` requests sent and ``submitted`` planned windows.
+
+        Never more of the planned windows than :attr:`submissions`, so the run submits what
+        the plan shows, even when its first list already showed the timezone and the
+        confirming call is saved. A window the plan could not know of (``planned`` False: its
+        job FAILED or expired during the run, or it was submitted already) needs only the budget.
+        """
+        fits = spent + 1 + self.kept_back <= self.budget
+        return fits and (not planned or submitted < self.submissions)
+
+    def planned(self, window: Window) -> bool:
+        """Whether ``window`` is one of the windows owed when the run was planned."""
+        return window in self.windows
+
+    def lists_for_timezone(self, submitted: int, timezone_known: bool, listed_for_it: bool) -> bool:
+        """Whether the job list must be read now, before the next submission, to confirm the timezone.
+
+        While the operator's zone is unconfirmed one span goes first; the list read after it
+        shows the zone before any other is submitted, so a wrong ``timezone`` costs one job.
+        """
+        return submitted > 0 and not timezone_known and not listed_for_it
 
     def may_confirm_timezone(self, spent: int) -> bool:
         """Whether a list call to confirm the timezone fits, with a submission after it."""
@@ -92,15 +117,19 @@ class RunPlan:
         """Whether one more job-list call fits."""
         return spent < self.budget
 
+    def last_request(self, spent: int) -> bool:
+        """Whether the next request is the budget's last (a poll then waits as long as it may)."""
+        return spent + 1 >= self.budget
+
     @property
     def submissions(self) -> int:
-        """Spans this run submits: what :meth:`may_submit` allows after the first list call.
+        """Spans this run submits at most: what the budget allows after the first list call.
 
         While the timezone is unconfirmed, one span goes first and a list call confirms
-        the zone before the others (the run skips that call if the first list showed it).
+        the zone before the others.
         """
         owed, spent = len(self.windows), int(self.lists_first)
-        if owed == 0 or not self.may_submit(spent):
+        if owed == 0 or spent + 1 + self.kept_back > self.budget:
             return 0
         if self.confirms_timezone and owed > 1:
             return 1 + min(owed - 1, max(0, self.budget - self.kept_back - spent - 2))
@@ -138,64 +167,6 @@ class RunPlan:
             later / self.windows_per_day
         )
 
-    def lines(self) -> list[str]:
-        """A plan a person can act on: the jobs, the requests, what the run loads, the whole backfill."""
-        out = []
-        held = {w.report_type: w for w in self.held_back}
-        by_type: dict[str, list[Window]] = {}
-        for window in self.windows:
-            by_type.setdefault(window.report_type, []).append(window)
-        for report_type, owed in sorted(by_type.items()):
-            line = f"{report_type}: {len(owed)} job(s) from {format_local(owed[0].start)} to {format_local(owed[-1].end)}"
-            longest = max(w.end - w.start for w in owed)
-            if report_type in held:
-                rest = held[report_type]
-                line += (
-                    f" (a probe of {iso_duration(longest)}; {format_local(rest.start)} to {format_local(rest.end)} "
-                    "follows in jobs sized from its file)"
-                )
-            elif longest > self.window_size:
-                line += f" (windows of {iso_duration(self.window_size)} merged into jobs of up to {iso_duration(longest)})"
-            out.append(line)
-        if not self.windows:
-            out.append("no window to submit")
-        if self.in_flight:
-            out.append(f"{self.in_flight} job(s) in flight from earlier runs, to be collected")
-        out.append(self._requests_line())
-        quota = f"quota left by the local ledger: {self.quota_left} of {QUOTA_LIMIT} in the last 24 hours"
-        if self.blocked_until:
-            quota += f"; the API asked to wait until {self.blocked_until.isoformat(timespec='seconds')}"
-        out.append(quota)
-        if self.submissions:
-            covered = sum((w.end - w.start for w in self.windows[: self.submissions]), timedelta(0)) / DAY
-            loads = f"this run loads: {self.submissions} job(s) covering {covered:g} day(s) of reports"
-            out.append(
-                loads
-                + (" once they are done" if self.polls_after_submitting else "; the next run collects them")
-            )
-        out += list(self.notes)
-        if self.jobs_in_all > self.submissions:
-            out.append(
-                f"backfill: {self.jobs_in_all} job(s) in all need about {self.days_of_quota} day(s) of quota "
-                f"at {self.windows_per_day} jobs a day (at best {math.ceil(self.jobs_in_all / QUOTA_LIMIT)}); "
-                "a longer max_window means fewer jobs"
-            )
-        return out
-
-    def _requests_line(self) -> str:
-        if self.requests == 0:
-            return "this run: no request needed"
-        parts = [f"{self.submissions} submission(s)"]
-        if self.adoption_check:
-            parts.append("1 job-list call first, to adopt jobs an interrupted run may have left")
-        elif self.lists_first:
-            parts.append("1 job-list call first, to collect the jobs in flight")
-        if self.confirms_timezone and self.submissions > 1:
-            parts.append("1 job-list call after the first job, to confirm the operator's timezone")
-        if self.polls_after_submitting and self.submissions:
-            parts.append("at least 1 job-list call to collect the jobs")
-        return f"this run: {', '.join(parts)} = {self.requests} request(s) of a budget of {self.budget}"
-
 
 class RequestBudget:
     """A run's spending against its :class:`RunPlan`: every counted request goes through :meth:`spend`.
@@ -204,17 +175,14 @@ class RequestBudget:
     uncounted; past the plan's budget :class:`BudgetSpent` stops the run softly.
     """
 
-    def __init__(self, plan: RunPlan, ledger: RequestLedger) -> None:
-        self.plan = plan
+    def __init__(self, ledger: RequestLedger) -> None:
         self.ledger = ledger
+        self.plan: RunPlan | None = None
         self.spent = 0
 
-    @classmethod
-    def within_quota(cls, ledger: RequestLedger) -> RequestBudget:
-        """A budget of whatever the ledger says is left, with nothing planned (for tools and tests)."""
-        left = ledger.remaining()
-        plan = RunPlan((), 0, False, left, left, False, timedelta(days=1))
-        return cls(plan, ledger)
+    def follow(self, plan: RunPlan) -> None:
+        """Spend by ``plan`` from now on; until a plan is followed only the ledger's quota bounds spending."""
+        self.plan = plan
 
     def spend(self, kind: str, detail: str | None = None) -> str:
         """Count one request of ``kind`` (submit or list) that is about to be sent; its ledger id.
@@ -223,7 +191,7 @@ class RequestBudget:
         :class:`~tikpay_source.errors.QuotaExhausted` when other processes using the same
         key have spent the quota meanwhile.
         """
-        if self.spent >= self.plan.budget:
+        if self.plan is not None and self.spent >= self.plan.budget:
             raise BudgetSpent(f"the run's budget of {self.plan.budget} request(s) is spent")
         request_id = self.ledger.reserve(kind, detail=detail)
         self.spent += 1
@@ -234,12 +202,6 @@ class RequestBudget:
         self.ledger.cancel(request_id)
         self.spent -= 1
 
-    def may_submit(self) -> bool:
-        return self.plan.may_submit(self.spent)
-
-    def may_list(self) -> bool:
-        return self.plan.may_list(self.spent)
-
     def blocked_until(self) -> float | None:
         """Epoch seconds until which the API told this key to wait, if that time has not passed."""
         return self.ledger.blocked_until()
@@ -249,20 +211,47 @@ class RequestBudget:
         self.ledger.record_wait(until)
 
 
-def plan_run(
+def prepare_run(
     state: RunState, config: TikpayConfig, ledger: RequestLedger, report_types: tuple[str, ...]
 ) -> RunPlan:
-    """Put the spans owed up to the end bound in ``state`` and fix what submitting them may cost.
+    """What a run and ``--plan`` both do before a request: retry given-up windows if asked, check the zone, plan.
 
-    ``state`` is changed (spans added); give it a copy of the state to plan without running.
+    Raises ConfigError when the configured ``timezone`` is not the one the API reported.
+    """
+    if config.retry_failed:
+        state.retry_given_up()
+    check_timezone(state.api_timezone, config.timezone.key)
+    return plan_run(state, config, ledger, report_types)
+
+
+def check_timezone(reported: str | None, configured: str) -> None:
+    """Windows planned in the wrong zone would shift every row: stop before submitting any."""
+    if reported and reported != configured:
+        raise ConfigError(
+            f"timezone is set to {configured} but the API reports the operator's timezone as "
+            f"{reported}; set timezone to match"
+        )
+
+
+def plan_run(
+    state: RunState,
+    config: TikpayConfig,
+    ledger: RequestLedger,
+    report_types: tuple[str, ...],
+    now: datetime | None = None,
+) -> RunPlan:
+    """The spans owed up to the end bound and what submitting them may cost; ``state`` is not changed.
+
     A window is owed only once it is over: its last real instant plus ``lag`` has passed.
     Until the API has once reported the operator's timezone, the job list is read before
     submitting, and again after the first submission, so a wrong ``timezone`` is caught
     after one window at most.
     """
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
     notes: list[str] = []
     held_back: list[Window] = []
+    new_spans: list[Window] = []
+    starts: list[tuple[str, datetime, datetime]] = []
     for report_type in report_types:
         grid = state.grid(report_type, config.window, config.start_time or DEFAULT_ANCHOR)
         over = last_boundary_over(now, config.timezone, config.lag, grid)
@@ -274,19 +263,25 @@ def plan_run(
                 f"end_time {format_local(config.end_time)} is later than the last window that is over "
                 f"(plus lag); planning up to {format_local(over)}"
             )
-        first_start = config.start_time or grid.floor(over - timedelta(seconds=1))
+        cursor = state.last_end(report_type)
+        if cursor is None:
+            cursor = config.start_time or grid.floor(over - timedelta(seconds=1))
+            starts.append((report_type, cursor, grid.anchor))
         known_size = state.bytes_per_day(report_type)
         probe = timedelta(days=state.probe_days(report_type, PROBE_SPAN_DAYS))
         limit = span_limit(known_size, config.window, config.max_window, TARGET_FILE_BYTES, probe)
         # while no file of the type has been seen, one probe span goes first if longer ones could follow
         probing = known_size is None and config.max_window > probe
-        planned = state.plan_owed(report_type, grid, first_start, end, limit, probe=probing)
+        known = state.known_windows(report_type)
+        planned = owed_spans(report_type, known, cursor, end, grid, limit, probe=probing)
+        new_spans += [span for span in planned if span.key not in state.entries]
         if probing and planned and planned[-1].end < end:
             held_back.append(Window(planned[-1].end, end, report_type))
+    owed = [entry.window for entry in state.owed(report_types)] + new_spans
     blocked = ledger.blocked_until()
     adoption = needs_adoption_check(state.committed_run_id, ledger.last_run_id())
     return RunPlan(
-        windows=tuple(entry.window for entry in state.owed(report_types)),
+        windows=tuple(sorted(owed, key=lambda w: (w.start, w.report_type))),
         in_flight=len(state.in_flight(report_types)),
         adoption_check=adoption or state.api_timezone is None,
         budget=min(config.max_requests, ledger.remaining()),
@@ -298,21 +293,24 @@ def plan_run(
         notes=tuple(notes),
         held_back=tuple(held_back),
         later_span=config.max_window,
+        new_spans=tuple(new_spans),
+        starts=tuple(starts),
     )
 
 
 def plan_next_run(pipeline: Any, source: Any) -> RunPlan:
     """What the next run of ``source`` in ``pipeline`` would spend, without a single API request.
 
-    Reads a copy of the source's state in the pipeline (restore it from the destination
-    first on a fresh machine) and the request ledger; changes neither. The report types
-    are those of the source's selected resources, as in a run.
+    Reads the source's state in the pipeline (restore it from the destination first on a
+    fresh machine) and the request ledger, and prepares the run as the run itself does
+    (:func:`prepare_run`); changes neither. The report types are those of the source's
+    selected resources, as in a run. Raises ConfigError where the run would stop before
+    its first request (a timezone the API contradicts).
     """
     config: TikpayConfig = source.resources[JOBS_TABLE].explicit_args["config"]
+    # a copy: reading the state tidies its layout, and --retry-failed changes it
     state = RunState(copy.deepcopy(stored_state(pipeline, source.name)), config.file_type)
-    if config.retry_failed:
-        state.retry_given_up()
     ledger = open_ledger(config.ledger_dir, config.credentials.api_key)
     # as the run picks them: the selected tables' types (with_resources overrides report_types)
     report_types = selected_report_types(REPORT_TYPES, source.selected_resources)
-    return plan_run(state, config, ledger, report_types)
+    return prepare_run(state, config, ledger, report_types)

@@ -31,70 +31,35 @@ Nothing here makes a request; the runner does, and tells this module what it lea
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tikpay_source.api.models import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob
-from tikpay_source.errors import ConfigError
+from tikpay_source.api.models import FAILED, ApiJob
+from tikpay_source.planning.entries import (
+    COMPLETE_NOT_LOADED,
+    GAVE_UP,
+    LIVE,
+    LOADED,
+    OWED,
+    SUBMITTED,
+    SUPERSEDED,
+    UNCERTAIN,
+    Entry,
+    earlier_part,
+    job_window,
+    lost,
+    rank,
+    window_from_key,
+)
 from tikpay_source.planning.windows import (
     DAY,
     DEFAULT_ANCHOR,
     Grid,
     Window,
-    coalesce,
     format_local,
     parse_local,
 )
 from tikpay_source.settings import JOB_DURATIONS_KEPT, JOBS_TABLE, MAX_SUBMIT_ATTEMPTS, REPORT_TABLES
-
-# Status of a window, as stored in the state.
-OWED = "retry"  # no live job: submit (again); stored as "retry" since the first release
-SUBMITTED = "submitted"  # a job is known and the API is working on it
-UNCERTAIN = "uncertain"  # a submission may have reached the API; the next list decides
-COMPLETE_NOT_LOADED = "complete"  # the job is COMPLETE, its file not loaded yet
-LOADED = "loaded"  # rows (or NO_DATA) loaded; kept only until last_end passes it
-GAVE_UP = "gave_up"  # failed MAX_SUBMIT_ATTEMPTS times: reported every run until retried
-
-_LIVE = (SUBMITTED, UNCERTAIN, COMPLETE_NOT_LOADED)
-
-
-@dataclass
-class Entry:
-    """A window past ``last_end`` and what is known of its job. Changed only by :class:`RunState`."""
-
-    window: Window
-    status: str
-    job_id: str | None = None
-    file_type: str = "csv"
-    attempts: int = 0
-    error: str | None = None
-    refused_job: str | None = None
-    """A job whose file stayed unreadable: never adopted again for this window."""
-
-    def to_state(self) -> dict[str, Any]:
-        kept = {
-            "status": self.status,
-            "job_id": self.job_id,
-            "file_type": self.file_type,
-            "attempts": self.attempts,
-            "error": self.error,
-        }
-        return kept | ({"refused_job": self.refused_job} if self.refused_job else {})
-
-
-def window_from_key(key: str) -> Window:
-    """Inverse of :attr:`Window.key`."""
-    report_type, start, end = key.split("|")
-    return Window(parse_local(start), parse_local(end), report_type)
-
-
-def job_window(job: ApiJob) -> Window | None:
-    """The window an API job covers, or None if its times are not local date-times."""
-    try:
-        return Window(parse_local(job.start_time), parse_local(job.end_time), job.report_type)
-    except ConfigError:
-        return None
 
 
 def stored_state(pipeline: Any, source_name: str | None = None) -> dict[str, Any]:
@@ -166,7 +131,7 @@ class RunState:
 
     def in_flight(self, report_types: Iterable[str] | None = None) -> list[Entry]:
         """Entries whose job is alive (or whose submission is unknown), oldest first."""
-        return self._with_status(_LIVE, report_types)
+        return self._with_status(LIVE, report_types)
 
     def _with_status(self, statuses: tuple[str, ...], report_types: Iterable[str] | None) -> list[Entry]:
         chosen = set(report_types) if report_types is not None else set(REPORT_TABLES)
@@ -189,43 +154,24 @@ class RunState:
             return Grid(parse_local(held["anchor"]), size)
         return Grid(DEFAULT_ANCHOR if "last_end" in held else anchor, size)
 
-    def plan_owed(
-        self,
-        report_type: str,
-        grid: Grid,
-        first_start: datetime,
-        end: datetime,
-        limit: timedelta,
-        *,
-        probe: bool,
-    ) -> list[Window]:
-        """Put the spans up to ``end`` that were never submitted in the state as owed; return them.
+    def known_windows(self, report_type: str) -> list[Window]:
+        """The spans of the report type past ``last_end`` that the state holds, whatever their status."""
+        return sorted(e.window for e in self.entries.values() if e.window.report_type == report_type)
 
-        A report type seen for the first time starts at ``first_start`` on ``grid``, and both
-        are kept. Windows already known are skipped; the gaps between them (after a change
-        of ``window``) are planned afresh, so coverage stays contiguous. Each gap's windows are
-        merged into spans of at most ``limit`` (see :func:`coalesce`); with ``probe`` only the
-        first, so the size of one file is known before longer ones are asked for.
+    def add_owed(
+        self, spans: Iterable[Window], starts: Iterable[tuple[str, datetime, datetime]] = ()
+    ) -> None:
+        """Take a plan's new spans as owed, and where a report type starts: ``(type, first start, anchor)``.
+
+        The plan is made without changing the state (see :func:`tikpay_source.planning.budget.plan_run`);
+        a run adopts it here before its first request.
         """
-        cursor = self.last_end(report_type)
-        if cursor is None:
-            cursor = first_start
-            self._set_last_end(report_type, cursor)
-            self._resources[REPORT_TABLES[report_type]]["anchor"] = format_local(grid.anchor)
-        known = sorted(e.window for e in self.entries.values() if e.window.report_type == report_type)
-        gaps: list[list[Window]] = []
-        for window in [*known, None]:
-            stop = end if window is None else min(window.start, end)
-            if stop > cursor:
-                gaps.append(list(grid.split(report_type, cursor, stop)))
-            if window is not None:
-                cursor = max(cursor, window.end)
-        spans = [span for gap in gaps for span in coalesce(gap, grid, limit)]
-        if probe:
-            spans = spans[:1]
+        for report_type, first_start, anchor in starts:
+            if self.last_end(report_type) is None:
+                self._set_last_end(report_type, first_start)
+                self._resources[REPORT_TABLES[report_type]]["anchor"] = format_local(anchor)
         for span in spans:
             self.entries.setdefault(span.key, Entry(span, OWED, file_type=self._file_type))
-        return spans
 
     def bytes_per_day(self, report_type: str) -> float | None:
         """File bytes per day of the report type's last loaded file, if one was loaded."""
@@ -265,6 +211,11 @@ class RunState:
         entry.attempts += 1
         entry.status, entry.job_id = UNCERTAIN, None
 
+    def never_submitted(self, entry: Entry, reason: str) -> None:
+        """An unclear submission the job list shows never happened: owed again, and no attempt."""
+        entry.attempts = max(0, entry.attempts - 1)
+        self.failed(entry, reason)
+
     def refused(self, entry: Entry, reason: str) -> None:
         """The API refused the submission (a 4xx, a 501): it counts as an attempt that failed."""
         entry.attempts += 1
@@ -282,14 +233,25 @@ class RunState:
         entry.error, entry.job_id = reason, None
         entry.status = OWED if entry.attempts < MAX_SUBMIT_ATTEMPTS else GAVE_UP
 
-    def file_refused(self, entry: Entry, reason: str) -> None:
+    def file_refused(self, entry: Entry, reason: str, digest: str | None = None) -> None:
         """The job's file stayed unreadable after every download: submit the window again, or give up.
 
         A new job may well render a good file; the attempt counts as a failed one, so a
         file that is always bad ends like a job that always FAILS (given up, reported).
-        The refused job stays live in the API's list; it is never adopted again.
+        The refused job stays live in the API's list; it is never adopted again. A file
+        that downloaded the same every time (``digest``) and that a new job renders again
+        byte for byte will not change by asking once more: the window is given up at once.
         """
-        entry.refused_job = entry.job_id
+        same_again = digest is not None and digest == entry.refused_digest
+        entry.refused_job, entry.refused_digest = entry.job_id, digest
+        if same_again:
+            entry.error, entry.job_id, entry.status = (
+                f"{reason}; a new job gave the same file byte for byte, so it is not submitted again "
+                "(run with --retry-failed once Tikpay has fixed the export)",
+                None,
+                GAVE_UP,
+            )
+            return
         self.failed(entry, reason)
 
     def not_loaded(self, entry: Entry, reason: str) -> None:
@@ -324,8 +286,10 @@ class RunState:
 
         Jobs already submitted for a window that is owed or uncertain (same report type,
         start, end and file type, not FAILED) are adopted instead of submitted again: this
-        is what makes a crash after a submission harmless. Known jobs missing from the list
-        have expired before being loaded, and their windows are owed again.
+        is what makes a crash after a submission harmless. So is a live job for a window
+        whose own job FAILED or expired, or that gave up: a run that died uncommitted may
+        have submitted it again. Known jobs missing from the list have expired before being
+        loaded, and their windows are owed again.
         """
         by_id: dict[str, ApiJob] = {}
         live_by_window: dict[tuple[str, str], ApiJob] = {}
@@ -338,25 +302,31 @@ class RunState:
                 continue
             slot = (window.key, job.file_type)
             current = live_by_window.get(slot)
-            if current is None or _rank(job) > _rank(current):
+            if current is None or rank(job) > rank(current):
                 live_by_window[slot] = job
             live_by_start.setdefault((window.report_type, window.start, job.file_type), []).append(
                 (window, job)
             )
         adopted = []
         for entry in list(self.entries.values()):
+            live = live_by_window.get((entry.window.key, entry.file_type))
+            if entry.status in SUPERSEDED and live is not None and lost(by_id.get(entry.job_id or "")):
+                # the entry's job FAILED or expired, but a run that died before its state was committed
+                # submitted the window again: that job is the window's now (no request spent on another)
+                self.adopted(entry, live)
+                adopted.append(entry)
+                continue
             if entry.status in (SUBMITTED, COMPLETE_NOT_LOADED) and entry.job_id not in by_id:
                 self.failed(entry, f"job {entry.job_id} expired before its file was loaded")
             if entry.status not in (UNCERTAIN, OWED):
                 continue
-            job = live_by_window.get((entry.window.key, entry.file_type))
-            if job is not None:
+            if live is not None:
                 if entry.status == OWED:
                     adopted.append(entry)
-                self.adopted(entry, job)
+                self.adopted(entry, live)
             elif entry.status == UNCERTAIN:
-                self.failed(entry, "a submission met a server error and never reached the job list")
-            elif part := _earlier_part(
+                self.never_submitted(entry, "a submission met a server error and never reached the job list")
+            elif part := earlier_part(
                 entry, live_by_start.get((entry.window.report_type, entry.window.start, entry.file_type), [])
             ):
                 adopted.append(self._adopt_part(entry, *part))
@@ -402,15 +372,3 @@ def _move_progress_to_tables(run: dict[str, Any], resources: dict[str, Any]) -> 
     for key, value in run.pop("windows", {}).items():
         table = REPORT_TABLES[window_from_key(key).report_type]
         resources.setdefault(table, {}).setdefault("windows", {})[key] = value
-
-
-def _earlier_part(entry: Entry, same_start: list[tuple[Window, ApiJob]]) -> tuple[Window, ApiJob] | None:
-    """The live job with the span's start that covers the longest part of it, if any."""
-    inside = [(w, job) for w, job in same_start if w.end < entry.window.end]
-    return max(inside, key=lambda pair: (pair[0].end, _rank(pair[1])), default=None)
-
-
-def _rank(job: ApiJob) -> tuple[int, str]:
-    """Prefer a COMPLETE job, then one in progress, then NO_DATA; newest on ties."""
-    order = {COMPLETE: 3, IN_PROGRESS: 2, NO_DATA: 1}
-    return order.get(job.status, 0), job.created_at or ""

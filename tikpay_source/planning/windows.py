@@ -162,6 +162,34 @@ def coalesce(windows: Sequence[Window], grid: Grid, limit: timedelta) -> list[Wi
     return spans
 
 
+def owed_spans(
+    report_type: str,
+    known: Sequence[Window],
+    cursor: datetime,
+    end: datetime,
+    grid: Grid,
+    limit: timedelta,
+    *,
+    probe: bool,
+) -> list[Window]:
+    """The spans from ``cursor`` up to ``end`` that no ``known`` window covers, oldest first.
+
+    The gaps between known windows (after a change of ``window``) are planned afresh, so
+    coverage stays contiguous. Each gap's windows are merged into spans of at most
+    ``limit`` (see :func:`coalesce`); with ``probe`` only the first span is returned, so the
+    size of one file is known before longer ones are asked for.
+    """
+    gaps: list[list[Window]] = []
+    for window in [*sorted(known), None]:
+        stop = end if window is None else min(window.start, end)
+        if stop > cursor:
+            gaps.append(list(grid.split(report_type, cursor, stop)))
+        if window is not None:
+            cursor = max(cursor, window.end)
+    spans = [span for gap in gaps for span in coalesce(gap, grid, limit)]
+    return spans[:1] if probe else spans
+
+
 def block_size(limit: timedelta, size: timedelta) -> timedelta:
     """The longest whole number of ``size`` windows within ``limit`` that still tiles the grid.
 

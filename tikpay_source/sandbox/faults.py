@@ -18,6 +18,7 @@ _KIND_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "status": ENDPOINTS,
     "slow": ENDPOINTS,
     "drop": ("download",),
+    "cut_answer": API_ENDPOINTS,
     "truncate": ("download",),
     "malformed_row": ("download",),
     "content": ("download",),
@@ -46,7 +47,7 @@ class Fault:
     spent; None keeps it until ``clear_faults``. The remaining fields parameterise
     particular kinds: ``status`` and ``retry_after`` for "status" (503 answers carry
     ``Retry-After`` when ``retry_after`` is set), ``retry_after`` for
-    "quota_exhausted", ``delay`` (seconds) for "slow", ``after_bytes`` for "drop",
+    "quota_exhausted", ``delay`` (seconds) for "slow", ``after_bytes`` for "drop" and "cut_answer",
     ``report_type`` for the job kinds (None = any report type), ``job_status`` for
     "odd_status" (the status the job is listed with, one the public reference does not name),
     ``body`` for "content": what the download serves instead of the job's file (for jobs

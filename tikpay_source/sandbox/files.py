@@ -75,19 +75,21 @@ def _write_xml(
 def write_truncated_copy(source: Path, target: Path, fraction: float = 0.6) -> None:
     """Copy the first ``fraction`` of ``source``, cut inside a row, for the ``truncate`` fault.
 
-    The cut avoids a line end (so the last row is visibly incomplete rather than the
-    file merely ending early) and a UTF-8 continuation byte (so the damage is in the
-    structure, not the encoding).
+    The cut lands one byte into the first field of the line at ``fraction``, so the last
+    row visibly lacks fields (a CSV file may legally end without a line break, so a cut at
+    a line end, or inside a row's last field, would be a different, well-formed file), and
+    before a byte that continues a UTF-8 character, so the damage is in the structure, not
+    the encoding.
     """
     size = source.stat().st_size
-    cut = max(1, int(size * fraction))
     with source.open("rb") as src:
-        src.seek(max(0, cut - 1))
-        window = src.read(8)
-        while cut > 1 and window and (window[0] in b"\r\n" or _is_continuation(window[1:2])):
+        head = src.read(max(1, int(size * fraction)))
+        line_start = max(head.rfind(b"\n", 0, len(head) - 1) + 1, 1)
+        cut = line_start + 1
+        src.seek(cut)
+        while _is_continuation(src.read(1)) and cut > 1:
             cut -= 1
-            src.seek(cut - 1)
-            window = src.read(8)
+            src.seek(cut)
         src.seek(0)
         with target.open("wb") as dst:
             _copy_prefix(src, dst, cut)

@@ -21,8 +21,8 @@ JSON = "application/json"
 class Response:
     """A complete answer: status, headers and either an in-memory body or a file to stream.
 
-    ``drop_after`` (download ``drop`` fault) sends the full ``Content-Length`` but only
-    that many body bytes before closing the connection.
+    ``drop_after`` (the ``drop`` and ``cut_answer`` faults) sends the full ``Content-Length`` but only that
+    many body bytes before closing the connection.
     """
 
     status: int

@@ -99,14 +99,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        if response.file is None:
-            self.wfile.write(response.body)
-        elif response.drop_after is not None:
-            with response.file.open("rb") as fh:
-                self.wfile.write(fh.read(response.drop_after))
+        if response.drop_after is not None:
+            if response.file is None:
+                self.wfile.write(response.body[: response.drop_after])
+            else:
+                with response.file.open("rb") as fh:
+                    self.wfile.write(fh.read(response.drop_after))
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)  # end the body short of Content-Length
+        elif response.file is None:
+            self.wfile.write(response.body)
         else:
             with response.file.open("rb") as fh:
                 shutil.copyfileobj(fh, self.wfile, 1 << 16)
