@@ -64,6 +64,16 @@ def test_a_long_backfill_says_how_many_days_of_quota_it_needs() -> None:
     assert plan_lines(plan(0, adoption=False))[-2] == "this run: no request needed"
 
 
+def test_a_probe_and_the_jobs_its_file_sizes_fit_in_one_days_run() -> None:
+    """The README's backfill of one type: a probe, then two spans of max_window, all in the first run."""
+    rest = (Window(datetime(2025, 1, 8), datetime(2026, 12, 2), "TRIPS"),)
+    probe = RunPlan(windows(1), 0, True, 20, 20, True, DAY, held_back=rest, later_span=timedelta(days=366))
+    assert (probe.jobs_in_all, probe.days_of_quota) == (3, 1)
+    lines = plan_lines(probe)
+    assert any("then the rest in jobs sized from the probes' files" in line for line in lines)
+    assert any("need about 1 day(s) of quota, 1 daily run(s)" in line for line in lines)
+
+
 def test_plan_flag_prints_the_plan_without_any_api_request(sandbox: Sandbox, tmp_path: Path) -> None:
     args = ["--plan", "--start", "2025-01-01", "--end", "2025-04-01", "--report-types", "TRIPS,TAPS"]
     result = run_cli(args, cli_env(sandbox, tmp_path), tmp_path)

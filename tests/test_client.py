@@ -195,7 +195,7 @@ def test_every_request_is_in_the_ledger_before_it_is_sent(sandbox: Sandbox, tmp_
         ):
             seen_at_record.clear()
             call()
-            # every clock read during the call (blocked_until, record_request) came before the send
+            # every clock read during the call (blocked_until, reserve) came before the send
             assert seen_at_record and set(seen_at_record) == {number}
     finally:
         client.close()

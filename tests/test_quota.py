@@ -38,9 +38,9 @@ def test_counts_survive_a_new_instance(tmp_path: Path) -> None:
     """Requests written by one ledger are counted by a fresh one reading the same directory."""
     clock = FakeClock()
     first = ledger_at(tmp_path, clock)
-    first.record_request("submit", detail="TAPS 2025-03-01")
-    first.record_request("list")
-    first.record_request("list")
+    first.reserve("submit", detail="TAPS 2025-03-01")
+    first.reserve("list")
+    first.reserve("list")
     again = ledger_at(tmp_path, clock)
     assert again.used() == 3
     assert again.remaining() == 2
@@ -50,7 +50,7 @@ def test_counts_survive_a_new_instance(tmp_path: Path) -> None:
 def test_keys_have_separate_ledgers(tmp_path: Path) -> None:
     """Two API keys in one directory do not share a count."""
     clock = FakeClock()
-    ledger_at(tmp_path, clock).record_request("list")
+    ledger_at(tmp_path, clock).reserve("list")
     other = ledger_at(tmp_path, clock, key="another-key")
     assert other.used() == 0
     assert other.path != ledger_at(tmp_path, clock).path
@@ -60,9 +60,9 @@ def test_rolling_window_drops_old_entries(tmp_path: Path) -> None:
     """Requests leave the count exactly one window after they were made."""
     clock = FakeClock(1_000.0)
     ledger = ledger_at(tmp_path, clock)
-    ledger.record_request("list")
+    ledger.reserve("list")
     clock.now = 1_500.0
-    ledger.record_request("submit")
+    ledger.reserve("submit")
     clock.now = 1_999.0
     assert ledger.used() == 2
     clock.now = 2_000.0  # the first request is now exactly one window old
@@ -74,10 +74,12 @@ def test_rolling_window_drops_old_entries(tmp_path: Path) -> None:
 
 
 def test_remaining_never_negative(tmp_path: Path) -> None:
-    """More requests than the limit leave zero remaining, not a negative number."""
-    ledger = ledger_at(tmp_path, FakeClock(), limit=2)
+    """More requests than the limit (written under a larger one) leave zero remaining, not a negative number."""
+    clock = FakeClock()
+    writer = ledger_at(tmp_path, clock, limit=3)
     for _ in range(3):
-        ledger.record_request("list")
+        writer.reserve("list")
+    ledger = ledger_at(tmp_path, clock, limit=2)
     assert ledger.used() == 3
     assert ledger.remaining() == 0
 
@@ -86,7 +88,7 @@ def test_file_name_and_content_never_hold_the_key(tmp_path: Path) -> None:
     """The ledger file is named by a fingerprint and its lines never contain the API key."""
     clock = FakeClock()
     ledger = ledger_at(tmp_path, clock)
-    ledger.record_request("submit", detail="{'reportType': 'TAPS'}")
+    ledger.reserve("submit", detail="{'reportType': 'TAPS'}")
     ledger.record_wait(clock.now + 60)
     assert KEY not in ledger.path.name
     assert key_fingerprint(KEY) in ledger.path.name
@@ -122,8 +124,8 @@ def test_torn_last_line_is_tolerated(tmp_path: Path) -> None:
     """A line cut short by a crash is skipped; the complete lines still count."""
     clock = FakeClock()
     ledger = ledger_at(tmp_path, clock)
-    ledger.record_request("list")
-    ledger.record_request("submit")
+    ledger.reserve("list")
+    ledger.reserve("submit")
     with ledger.path.open("a", encoding="utf-8") as handle:
         handle.write('{"at": 10000.0, "ki')
     assert ledger_at(tmp_path, clock).used() == 2
@@ -133,11 +135,11 @@ def test_request_recorded_after_a_torn_line_is_counted(tmp_path: Path) -> None:
     """After a crash left a torn line, the next recorded request is still counted by later runs."""
     clock = FakeClock()
     ledger = ledger_at(tmp_path, clock)
-    ledger.record_request("list")
+    ledger.reserve("list")
     with ledger.path.open("a", encoding="utf-8") as handle:
         handle.write('{"at": 10000.0, "ki')
     after_crash = ledger_at(tmp_path, clock)
-    after_crash.record_request("submit")
+    after_crash.reserve("submit")
     assert after_crash.used() == 2
     assert ledger_at(tmp_path, clock).used() == 2
 
@@ -147,9 +149,9 @@ def test_next_free_at(tmp_path: Path) -> None:
     clock = FakeClock(100.0)
     ledger = ledger_at(tmp_path, clock)
     assert ledger.next_free_at() is None
-    ledger.record_request("list")
+    ledger.reserve("list")
     clock.now = 200.0
-    ledger.record_request("list")
+    ledger.reserve("list")
     clock.now = 300.0
     assert ledger.next_free_at() == 100.0 + WINDOW
     clock.now = 1_150.0
@@ -193,7 +195,7 @@ def test_a_long_ledger_of_recent_lines_is_not_rewritten_on_every_read(tmp_path: 
     path.write_text(recent, encoding="utf-8")
     before = path.stat().st_ino
     ledger = ledger_at(tmp_path, clock)
-    ledger.record_request("list")
+    ledger.reserve("list")
     assert path.stat().st_ino == before and len(path.read_text(encoding="utf-8").splitlines()) == 2002
 
 

@@ -20,8 +20,8 @@ from tikpay_source.api.models import ApiJob
 from tikpay_source.columns.types import TEXT_TYPE, ColumnType
 from tikpay_source.config import Credentials
 from tikpay_source.errors import ReportFileError
-from tikpay_source.files import readers, xml_reports, xml_scan
-from tikpay_source.files.readers import open_report, read_report
+from tikpay_source.files import xml_reports, xml_scan
+from tikpay_source.files.readers import open_report
 from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.sandbox import (
     DEMO_API_KEY,
@@ -32,7 +32,7 @@ from tikpay_source.sandbox import (
     Fault,
     Sandbox,
 )
-from tikpay_source.settings import TYPING_SAMPLE_ROWS
+from tikpay_source.settings import BATCH_ROWS, TYPING_SAMPLE_ROWS
 
 DAY = ("2025-03-01T00:00:00", "2025-03-02T00:00:00")
 DST_FALL_BACK_DAY = ("2025-04-06T00:00:00", "2025-04-07T00:00:00")  # Australia/Sydney: 25 hours
@@ -77,6 +77,17 @@ def fetch(sandbox: Sandbox, tmp_path: Path) -> Iterator[Fetch]:
 
     yield _fetch
     client.close()
+
+
+def read_report(
+    path: Path, file_type: str, timezone: str, batch_rows: int = BATCH_ROWS, known_types: Any = None
+) -> Iterator[pa.RecordBatch]:
+    """The report's batches, the whole file checked before the first (as the connector reads it)."""
+    report = open_report(path, file_type, timezone, batch_rows, known_types)
+    try:
+        yield from report.batches()
+    finally:
+        report.close()
 
 
 def read_all(path: Path, file_type: str, timezone: str = "Australia/Sydney", **kwargs: Any) -> pa.Table:
@@ -370,7 +381,7 @@ def both_conversions(
     xml_reports.parse_xml_to_csv(path, full_csv)
 
     def rows(csv_path: Path) -> list[dict[str, Any]]:
-        return [row for b in readers.read_report(csv_path, "csv", "UTC", 1000) for row in b.to_pylist()]
+        return [row for b in read_report(csv_path, "csv", "UTC", 1000) for row in b.to_pylist()]
 
     return scanned, rows(fast_csv) if scanned is not None else [], rows(full_csv)
 
@@ -617,5 +628,21 @@ def test_a_utf8_byte_order_mark_before_the_header_is_not_part_of_the_first_name(
         assert [column.name for column in report.columns] == ["id", "amount"]
         rows = [batch.to_pydict() for batch in report.batches()]
         assert [value for batch in rows for value in batch["id"]] == [1, 2]
+    finally:
+        report.close()
+
+
+def test_an_xml_report_with_a_byte_order_mark_is_scanned_fast_and_named_right(tmp_path: Path) -> None:
+    """The XML half of the same: the scanner takes the BOM'd file (no fallback to the parser), names intact."""
+    path = tmp_path / "bom.xml"
+    path.write_bytes(
+        b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?>\n<report>\n'
+        b"<record><id>1</id><name>Ada</name></record>\n<record><id>2</id><name>Grace</name></record>\n</report>\n"
+    )
+    assert xml_scan.scan_canonical_xml(path, tmp_path / "scanned.csv") == 2
+    assert (tmp_path / "scanned.csv").read_bytes() == b'id,name\n"1","Ada"\n"2","Grace"\n'
+    report = open_report(path, "xml", "Australia/Sydney")
+    try:
+        assert [column.name for column in report.columns] == ["id", "name"] and report.rows == 2
     finally:
         report.close()

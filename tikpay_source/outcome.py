@@ -8,11 +8,13 @@ or an orchestrator task that should fail when the run did.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tikpay_source.planning.state import last_run_of, stored_state
+from tikpay_source.planning.state import OWED, RunState, last_run_of, stored_state
+from tikpay_source.planning.windows import Window
 from tikpay_source.settings import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -41,6 +43,33 @@ class RunOutcome:
             "message": message,
             "retry_at": retry_at.isoformat() if retry_at else None,
         }
+
+    def finish(
+        self,
+        state: RunState,
+        run_id: str,
+        report_types: tuple[str, ...],
+        requests: int,
+        quota_left: int | None,
+        held_back: Sequence[Window],
+        refused: dict[str, str],
+    ) -> None:
+        """Record what the run did as ``last_run``; a window refused and still owed is an error of the run."""
+        for key, reason in refused.items():
+            entry = state.entries.get(key)
+            if entry is not None and entry.status == OWED:
+                self.window_errors.append(f"{entry.window.describe()}: {reason}; submitted again next run")
+        state.finish(
+            run_id,
+            self.to_state(
+                requests=requests,
+                quota_left=quota_left,
+                pending=[e.window.describe() for e in state.in_flight(report_types)],
+                waiting=[e.window.describe() for e in state.owed(report_types)],
+                later=[w.describe() for w in held_back],
+                gave_up=[f"{e.window.describe()}: {e.error}" for e in state.gave_up()],
+            ),
+        )
 
     def to_state(
         self,

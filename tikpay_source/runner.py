@@ -9,7 +9,7 @@ The order of the steps is what keeps the quota and the data safe:
 4. **wait**: one list call for all jobs at once, every ``poll_interval`` up to ``max_wait``;
 5. **load** each COMPLETE job: its file is streamed to disk and checked whole, the window
    is marked loaded, and the file handed to its table's resource, so dlt commits the
-   rows and the state together.
+   rows and the state together. A probe's file sizes the rest of its range, owed at once.
 
 A quota stop or an error of the whole run ends it cleanly: what was downloaded is still
 loaded and the state saved, and ``last_run`` in the state says what happened. The state
@@ -24,8 +24,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
+from tikpay_source.api.client import JobsApi
 from tikpay_source.api.ledger import RequestLedger
 from tikpay_source.api.models import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_duration
 from tikpay_source.api.polls import PollSchedule
@@ -51,9 +52,15 @@ from tikpay_source.files.fetching import (
 from tikpay_source.loading.handover import FileHandover
 from tikpay_source.loading.tables import LOADED_STATUS, job_row
 from tikpay_source.outcome import RunOutcome
-from tikpay_source.planning.budget import RequestBudget, RunPlan, check_timezone, prepare_run
+from tikpay_source.planning.budget import (
+    RequestBudget,
+    RunPlan,
+    check_timezone,
+    plan_after_probes,
+    prepare_run,
+)
 from tikpay_source.planning.state import OWED, SUBMITTED, Entry, RunState
-from tikpay_source.planning.windows import format_local
+from tikpay_source.planning.windows import Window, format_local
 from tikpay_source.settings import (
     LOGGER_NAME,
     MAX_UNUSABLE_ANSWERS,
@@ -62,14 +69,6 @@ from tikpay_source.settings import (
 )
 
 log = logging.getLogger(LOGGER_NAME)
-
-
-class JobsApi(Protocol):
-    """What the runner asks of the Data API (:class:`~tikpay_source.api.client.TikpayClient`)."""
-
-    def submit(self, report_type: str, start: str, end: str, file_type: str) -> str: ...
-
-    def list_jobs(self) -> list[ApiJob]: ...
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,7 @@ class ReportJobRunner:
         self._refused: dict[str, str] = {}
         self._timed: set[str] = set()
         self._asked_timezone = False
+        self._held_back: tuple[Window, ...] = ()  # ranges waiting for their type's probe to size them
         self._submitted: set[str] = set()  # planned windows this run submitted (a FAILED one may go again)
         self._polls = PollSchedule(config.poll_interval, 0.0)
         self._fetcher = fetcher
@@ -129,6 +129,7 @@ class ReportJobRunner:
             if plan is None:
                 return
             self.budget.follow(plan)
+            self._held_back = plan.held_back
             yield from self._steps(plan)
         except ReadInterrupted:
             raise  # the extract must fail, or the rows already handed to dlt would load
@@ -145,7 +146,15 @@ class ReportJobRunner:
             log.info("stopped: %s", exc)
         finally:
             self.handover.close()
-            self._finish(ledger)
+            self.outcome.finish(
+                self.state,
+                self.run_id,
+                self.report_types,
+                self.budget.spent,
+                ledger.remaining(),
+                self._held_back,
+                self._refused,
+            )
 
     # --- the steps ----------------------------------------------------------------------
 
@@ -256,9 +265,22 @@ class ReportJobRunner:
             job = by_id.get(entry.job_id or "")
             if job is not None:
                 yield from self._settle(entry, job)
+        self._plan_after_probes()
         pending = len(self._waiting_for())
         if pending:
             log.info("%d job(s) still in progress", pending)
+
+    def _plan_after_probes(self) -> None:
+        """A probe's file has sized the rest of its report type's range: owe that now, not next run."""
+        planned = plan_after_probes(self._held_back, self.state, self.config, self.budget.ledger)
+        if planned is None:
+            return
+        more, self._held_back = planned
+        self.state.add_owed(more.new_spans, more.starts)
+        if more.new_spans:
+            log.info(
+                "%d more job(s) planned from the probes' files; submitted in this run", len(more.new_spans)
+            )
 
     def _learn_durations(self, jobs: list[ApiJob]) -> None:
         """Remember how long this run's finished jobs took, per report type, to time later polls."""
@@ -375,23 +397,3 @@ class ReportJobRunner:
         if zones:
             self.state.remember_timezone(zones[0])
         check_timezone(self.state.api_timezone, self.config.timezone.key)
-
-    def _finish(self, ledger: RequestLedger) -> None:
-        """Record what the run did as ``last_run``; a window refused and still owed is an error of the run."""
-        for key, reason in self._refused.items():
-            entry = self.state.entries.get(key)
-            if entry is not None and entry.status == OWED:
-                self.outcome.window_errors.append(
-                    f"{entry.window.describe()}: {reason}; submitted again next run"
-                )
-        self.state.finish(
-            self.run_id,
-            self.outcome.to_state(
-                requests=self.budget.spent,
-                quota_left=ledger.remaining(),
-                pending=[e.window.describe() for e in self.state.in_flight(self.report_types)],
-                waiting=[e.window.describe() for e in self.state.owed(self.report_types)],
-                later=[w.describe() for w in self.budget.plan.held_back] if self.budget.plan else [],
-                gave_up=[f"{e.window.describe()}: {e.error}" for e in self.state.gave_up()],
-            ),
-        )

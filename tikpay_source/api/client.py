@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -70,6 +70,14 @@ def never_sent(exc: BaseException) -> bool:
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     # urllib3's NewConnectionError (refused, no such host) is a kind of ConnectTimeoutError
     return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)
+
+
+class JobsApi(Protocol):
+    """What the runner asks of the Data API (:class:`TikpayClient` is it; a test may pass a fake)."""
+
+    def submit(self, report_type: str, start: str, end: str, file_type: str) -> str: ...
+
+    def list_jobs(self) -> list[ApiJob]: ...
 
 
 class TikpayClient:

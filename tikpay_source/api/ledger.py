@@ -186,10 +186,6 @@ class RequestLedger:
         """A reserved request provably never left the machine (no connection was made): not counted."""
         self._write(LedgerEntry(self._clock(), "cancel", detail=request_id))
 
-    def record_request(self, kind: str, detail: str | None = None) -> None:
-        """Write down a request before it is sent, so a crash cannot make it uncounted."""
-        self._write(LedgerEntry(self._clock(), kind, detail=detail, id=uuid.uuid4().hex[:16]))
-
     def record_run(self, run_id: str) -> None:
         """Mark the start of a run, before its first request (not a request itself)."""
         self._write(LedgerEntry(self._clock(), "run", detail=run_id))
@@ -201,11 +197,6 @@ class RequestLedger:
     def record_wait(self, until: float) -> None:
         """Remember that the API told this key to wait until ``until`` (epoch seconds)."""
         self._write(LedgerEntry(self._clock(), "wait", until=until))
-
-    def refresh(self) -> None:
-        """Read what other processes have written since (every count below uses the last read)."""
-        with self._locked():
-            self._entries = self._read()
 
     def _counted(self) -> list[float]:
         since = self._clock() - self.window_seconds

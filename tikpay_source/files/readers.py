@@ -198,24 +198,6 @@ def open_report(
         raise
 
 
-def read_report(
-    path: Path,
-    file_type: str,
-    timezone: str,
-    batch_rows: int = BATCH_ROWS,
-    known_types: ColumnTypes | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """Yield the report's rows as Arrow record batches with types read from the file.
-
-    The whole file is checked before the first batch is yielded (see :func:`open_report`).
-    """
-    report = open_report(path, file_type, timezone, batch_rows, known_types)
-    try:
-        yield from report.batches()
-    finally:
-        report.close()
-
-
 def _check_complete(path: Path) -> None:
     """A CSV export has at least its header row (a cut download is caught by the download itself)."""
     if path.stat().st_size == 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -159,13 +160,15 @@ class RunPlan:
 
     @property
     def days_of_quota(self) -> int:
-        """Days of quota the whole backfill takes; a day for the probes first when a size is unknown."""
-        if not self.held_back:
-            return math.ceil(len(self.windows) / self.windows_per_day) if self.windows else 0
-        later = self.jobs_in_all - len(self.windows)
-        return max(1, math.ceil(len(self.windows) / self.windows_per_day)) + math.ceil(
-            later / self.windows_per_day
-        )
+        """Days of quota (one run a day) the whole backfill takes.
+
+        What is held back for a probe goes in the same run once the probe's file is in, at
+        the cost of one more list call that day.
+        """
+        if not self.jobs_in_all:
+            return 0
+        per_day = max(1, self.windows_per_day - int(bool(self.held_back)))
+        return math.ceil(self.jobs_in_all / per_day)
 
 
 class RequestBudget:
@@ -296,6 +299,28 @@ def plan_run(
         new_spans=tuple(new_spans),
         starts=tuple(starts),
     )
+
+
+def plan_after_probes(
+    held_back: Sequence[Window],
+    state: RunState,
+    config: TikpayConfig,
+    ledger: RequestLedger,
+    now: datetime | None = None,
+) -> tuple[RunPlan, tuple[Window, ...]] | None:
+    """The rest of the ``held_back`` ranges whose report type's probe is settled now, and what stays held.
+
+    A probe's file sizes the spans of the rest of its type's range (a NO_DATA answer makes
+    the next probe longer), so the run can submit them at once instead of leaving them to
+    the next one. None while every held-back type's probe is still owed or in flight.
+    """
+    busy = {e.window.report_type for e in state.owed() + state.in_flight()}
+    settled = tuple(dict.fromkeys(w.report_type for w in held_back if w.report_type not in busy))
+    if not settled:
+        return None
+    more = plan_run(state, config, ledger, settled, now)
+    still_held = (*more.held_back, *(w for w in held_back if w.report_type not in settled))
+    return more, still_held
 
 
 def plan_next_run(pipeline: Any, source: Any) -> RunPlan:

@@ -45,13 +45,18 @@ def plan_lines(plan: RunPlan) -> list[str]:
     if plan.submissions:
         covered = sum((w.end - w.start for w in plan.windows[: plan.submissions]), timedelta(0)) / DAY
         loads = f"this run loads: {plan.submissions} job(s) covering {covered:g} day(s) of reports"
-        out.append(
-            loads + (" once they are done" if plan.polls_after_submitting else "; the next run collects them")
-        )
+        if not plan.polls_after_submitting:
+            loads += "; the next run collects them"
+        else:
+            loads += " once they are done" + (
+                ", then the rest in jobs sized from the probes' files" if plan.held_back else ""
+            )
+        out.append(loads)
     out += list(plan.notes)
     if plan.jobs_in_all > plan.submissions:
         out.append(
-            f"backfill: {plan.jobs_in_all} job(s) in all need about {plan.days_of_quota} day(s) of quota "
+            f"backfill: {plan.jobs_in_all} job(s) in all need about {plan.days_of_quota} day(s) of quota, "
+            f"{plan.days_of_quota} daily run(s) "
             f"at {plan.windows_per_day} jobs a day (at best {math.ceil(plan.jobs_in_all / QUOTA_LIMIT)}); "
             "a longer max_window means fewer jobs"
         )
