@@ -20,7 +20,11 @@ from typing import Any, NoReturn
 
 import dlt
 import dlt.destinations
-from dlt.common.configuration.exceptions import ConfigurationException, ConfigValueCannotBeCoercedException
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationException,
+    ConfigValueCannotBeCoercedException,
+)
 from dlt.common.configuration.providers import DictionaryProvider
 from dlt.common.configuration.providers.toml import TomlProviderReadException
 from dlt.common.destination.exceptions import UnknownDestinationModule
@@ -117,7 +121,7 @@ def source_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def sandbox_settings(overrides: dict[str, Any], *, quiet: bool = False) -> Iterator[dict[str, Any]]:
     """Start the in-process sandbox and give the source its URLs, demo credentials and a quick pace."""
     from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
 
@@ -135,7 +139,8 @@ def sandbox_settings(overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
             "poll_interval": 0.5,
             "max_wait": 60.0,
         }
-        print(f"sandbox: Tikpay Data API stand-in at {sandbox.base_url}", file=sys.stderr)
+        if not quiet:
+            print(f"sandbox: Tikpay Data API stand-in at {sandbox.base_url}", file=sys.stderr)
         yield settings | overrides
 
 
@@ -209,6 +214,17 @@ def root_cause(exc: BaseException) -> BaseException:
     return seen
 
 
+def missing_destination_setting(exc: ConfigFieldMissingException) -> str:
+    """A destination setting dlt could not find, named as the user gives it: an environment variable or a file."""
+    name = exc.spec_name.removesuffix("ClientConfiguration").removesuffix("Destination").lower()
+    field = exc.fields[0]
+    variable = f"DESTINATION__{name.upper()}__{field.upper()}"
+    return (
+        f"destination {name} needs {field}: set {variable} or [destination.{name}] {field} in "
+        ".dlt/secrets.toml (see docs/warehouses.md)"
+    )
+
+
 def error_line(exc: BaseException) -> tuple[str, int]:
     """One line for the user and the exit code, for anything a run can end with."""
     if isinstance(exc, TomlProviderReadException):
@@ -221,6 +237,8 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ConfigValueCannotBeCoercedException):
         expected = getattr(exc.hint, "__name__", str(exc.hint))
         return f"{exc.field_name} {exc.field_value!r} is not a valid {expected}", EXIT_BAD_INPUT
+    if isinstance(exc, ConfigFieldMissingException) and exc.spec_name.endswith("ClientConfiguration"):
+        return missing_destination_setting(exc), EXIT_BAD_INPUT
     if isinstance(exc, ConfigError | ConfigurationException):
         return str(exc).strip().splitlines()[0], EXIT_BAD_INPUT
     if isinstance(exc, TikpayError):
@@ -245,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     show_progress(quiet=args.quiet)
     try:
         if args.sandbox:
-            with sandbox_settings(overrides) as settings:
+            with sandbox_settings(overrides, quiet=args.quiet) as settings:
                 return run(args, settings)
         return run(args, overrides)
     except KeyboardInterrupt:

@@ -174,3 +174,26 @@ def test_plan_stops_where_the_run_would_on_a_timezone_the_api_contradicts(
     with pytest.raises(ConfigError, match="API reports the operator's timezone as Australia/Sydney"):
         plan_next_run(harness.pipeline(), source)
     assert len(sandbox.api_requests) == requests
+
+
+def test_a_plan_with_nothing_owed_says_when_the_next_window_is_over(tmp_path: Path) -> None:
+    """A fresh pipeline whose first window is not over yet is told when it will be, not "everything is loaded"."""
+    config = build_config(
+        client_id="id", client_secret="secret", api_key="key", report_types=["TRIPS"], start_time="2025-03-05"
+    )
+    now = datetime(2025, 3, 5, 12, tzinfo=timezone.utc)  # 23:00 on the 5th in Sydney
+    plan = plan_run(
+        RunState({}, "csv"), config, RequestLedger(tmp_path / "ledger", "key"), ("TRIPS",), now=now
+    )
+
+    assert plan.windows == ()
+    assert plan.nothing_owed() == (
+        "nothing to load yet: the next window (TRIPS 2025-03-05T00:00:00 to 2025-03-06T00:00:00) "
+        "is over at 2025-03-06 01:00 AEDT, lag included"
+    )
+    assert any(plan.nothing_owed() in line for line in plan_lines(plan))
+    bounded = build_config(client_id="id", client_secret="secret", api_key="key", report_types=["TRIPS"],
+                           start_time="2025-03-01", end_time="2025-03-02")  # fmt: skip
+    state = RunState({"resources": {"trips": {"last_end": "2025-03-02T00:00:00"}}}, "csv")
+    done = plan_run(state, bounded, RequestLedger(tmp_path / "ledger", "key"), ("TRIPS",), now=now)
+    assert done.nothing_owed() == "nothing new to load: every window up to end_time is loaded"

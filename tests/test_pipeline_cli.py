@@ -224,3 +224,27 @@ def test_the_error_line_names_the_cause_inside_dlt_s_wrappers_not_what_it_interr
         except DltException as wrapped:
             assert script.root_cause(wrapped) is real
             assert script.error_line(wrapped)[0].startswith("ValueError: the real cause")
+
+
+def test_a_destination_without_credentials_is_one_line_naming_where_they_go(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Not dlt's page of lookups: the variable and the file to give them in, exit 2, before any request."""
+    result = run_cli(
+        ["--destination", "postgres", "--quiet", *one_day_args("TRIPS")], cli_env(sandbox, tmp_path), tmp_path
+    )
+
+    assert result.returncode == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()  # --quiet: nothing but the error
+    assert line.startswith(
+        "error: destination postgres needs credentials: set DESTINATION__POSTGRES__CREDENTIALS"
+    )
+    assert "[destination.postgres] credentials in .dlt/secrets.toml" in line
+    assert sandbox.api_requests == []
+
+
+def test_quiet_keeps_the_sandbox_quiet_too(tmp_path: Path) -> None:
+    result = run_cli(["--sandbox", "--quiet", "--report-types", "TRIPS"], cli_env(None, tmp_path), tmp_path)
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "sandbox:" not in result.stderr and "tikpay:" not in result.stderr

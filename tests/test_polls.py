@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tikpay_source.api.polls import PollSchedule
+import logging
+
+import pytest
+
+from tikpay_source.api.polls import Clock, PollSchedule
+from tikpay_source.progress import wait_for_poll
+from tikpay_source.settings import LOGGER_NAME
 
 
 def test_the_first_poll_comes_when_the_slowest_recent_job_would_be_done() -> None:
@@ -39,3 +45,24 @@ def test_polls_never_go_past_max_wait() -> None:
     polls = PollSchedule(poll_interval=60, deadline=100)
     polls.submitted(0, [300.0])
     assert polls.next_at(1, last_request=True) == 100
+
+
+def test_a_wait_for_the_next_poll_is_never_silent(caplog: pytest.LogCaptureFixture) -> None:
+    """One line when the wait begins (what CI shows), then a countdown every second (a terminal's live line)."""
+    at, sleeps = [100.0], []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        at[0] += seconds
+
+    with caplog.at_level(logging.DEBUG, logger=LOGGER_NAME):
+        wait_for_poll(Clock(lambda: at[0], sleep), until=130.0, jobs=4, expected=120.0)
+
+    first, *countdown = caplog.records
+    assert first.levelno == logging.INFO and first.getMessage().startswith(
+        "4 job(s) running at Tikpay; next poll in 30s, at "
+    )
+    assert "; expected done about " in first.getMessage()
+    assert len(countdown) == 30 and all(r.levelno == logging.DEBUG for r in countdown)
+    assert countdown[-1].getMessage() == "4 job(s) running; next poll in 1s"
+    assert sum(sleeps) == 30.0 and max(sleeps) <= 10  # no silent wait longer than ten seconds

@@ -15,6 +15,7 @@ from harness import Harness, assert_exact, daily
 
 from tikpay_source.api.ledger import RequestLedger
 from tikpay_source.api.models import FAILED, IN_PROGRESS, NO_DATA, ApiJob
+from tikpay_source.api.polls import Clock
 from tikpay_source.config import build_config
 from tikpay_source.errors import SubmissionUncertain
 from tikpay_source.files.fetching import ReportFetcher
@@ -22,7 +23,7 @@ from tikpay_source.loading.destinations import ELSEWHERE
 from tikpay_source.loading.handover import FileHandover
 from tikpay_source.planning.budget import RequestBudget
 from tikpay_source.planning.state import RunState
-from tikpay_source.runner import Clock, ReportJobRunner
+from tikpay_source.runner import ReportJobRunner
 from tikpay_source.sandbox import Fault, Sandbox
 from tikpay_source.settings import (
     EXIT_OK,

@@ -10,18 +10,22 @@ terminal, one plain line per step in CI logs.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TextIO
 
+from tikpay_source.api.polls import Clock
 from tikpay_source.settings import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
 log.addHandler(logging.NullHandler())  # a library logs; the application decides what is shown
 
 TRANSFER = "transfer"
-"""Attribute set (True) on log records about a download's progress."""
+"""Attribute set (True) on log records about a download's progress, or a wait's countdown."""
+COUNTDOWN_STEP_SECONDS = 1.0
 
 
 def size_text(num_bytes: float) -> str:
@@ -47,6 +51,29 @@ def transfer_reporter(label: str) -> Callable[[int, int | None], None]:
             log.info("%s", text, extra={TRANSFER: True})
 
     return report
+
+
+def wait_for_poll(clock: Clock, until: float, jobs: int, expected: float | None = None) -> None:
+    """Wait until the monotonic time ``until``, never silently: how many jobs run, when the next poll is.
+
+    One line at INFO when the wait begins (what a CI log shows), then a countdown record at
+    DEBUG every second (the live line on a terminal). ``expected`` is when the jobs should
+    be done, by the report types' recent jobs.
+    """
+    start = clock.now()
+    if until <= start:
+        return
+    wall = datetime.now().astimezone()
+    at = (wall + timedelta(seconds=until - start)).strftime("%H:%M:%S")
+    done = ""
+    if expected is not None and expected > start:
+        done = f"; expected done about {(wall + timedelta(seconds=expected - start)).strftime('%H:%M:%S')}"
+    log.info(
+        "%d job(s) running at Tikpay; next poll in %ds, at %s%s", jobs, math.ceil(until - start), at, done
+    )
+    while (left := until - clock.now()) > 0:
+        log.debug("%d job(s) running; next poll in %ds", jobs, math.ceil(left), extra={TRANSFER: True})
+        clock.sleep(min(left, COUNTDOWN_STEP_SECONDS))
 
 
 class ConsoleRenderer(logging.Handler):

@@ -19,17 +19,15 @@ itself is changed only through :class:`~tikpay_source.planning.state.RunState`.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from tikpay_source.api.client import JobsApi
 from tikpay_source.api.ledger import RequestLedger
 from tikpay_source.api.models import COMPLETE, FAILED, IN_PROGRESS, NO_DATA, ApiJob, job_duration
-from tikpay_source.api.polls import PollSchedule
+from tikpay_source.api.polls import SYSTEM_CLOCK, Clock, PollSchedule
 from tikpay_source.config import TikpayConfig
 from tikpay_source.errors import (
     ApiError,
@@ -61,6 +59,7 @@ from tikpay_source.planning.budget import (
 )
 from tikpay_source.planning.state import OWED, SUBMITTED, Entry, RunState
 from tikpay_source.planning.windows import Window, format_local
+from tikpay_source.progress import wait_for_poll
 from tikpay_source.settings import (
     LOGGER_NAME,
     MAX_UNUSABLE_ANSWERS,
@@ -69,17 +68,6 @@ from tikpay_source.settings import (
 )
 
 log = logging.getLogger(LOGGER_NAME)
-
-
-@dataclass(frozen=True)
-class Clock:
-    """The runner's sense of time: monotonic seconds and a way to wait (a test passes its own)."""
-
-    now: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-
-SYSTEM_CLOCK = Clock()
 
 
 class ReportJobRunner:
@@ -168,7 +156,7 @@ class ReportJobRunner:
         self.state.add_owed(plan.new_spans, plan.starts)
         ledger.record_run(self.run_id)
         if not plan.windows and not plan.in_flight:
-            log.info("nothing new to load: every window up to the end bound is loaded")
+            log.info("%s", plan.nothing_owed())
             return None
         if plan.budget <= 0:
             free_at = ledger.next_free_at()
@@ -193,7 +181,7 @@ class ReportJobRunner:
             poll_at = self._polls.next_at(now, last_request=plan.last_request(self.budget.spent))
             if now >= self._polls.deadline:
                 return
-            self.clock.sleep(max(0.0, poll_at - now))
+            wait_for_poll(self.clock, poll_at, len(self._waiting_for()), self._polls.expected_done())
             yield from self._collect()
 
     def _submit_owed(self) -> Iterator[dict[str, Any] | None]:

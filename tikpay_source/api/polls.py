@@ -6,13 +6,25 @@ flight would be done (``createdAt`` to ``completedAt`` in the job list, kept per
 type in the state), or after ``poll_interval`` while nothing is known; each later one
 waits twice as long as the one before. No poll is made before the quickest recent job
 could have finished, and the last request of the budget waits for the expected time.
-Pure arithmetic over monotonic seconds.
+Pure arithmetic over monotonic seconds, and the clock (:class:`Clock`) a run keeps them by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The runner's sense of time: monotonic seconds and a way to wait (a test passes its own)."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+SYSTEM_CLOCK = Clock()
 
 
 @dataclass
@@ -37,6 +49,10 @@ class PollSchedule:
         else:
             self._expected, self._earliest = max(self._expected, expected), max(self._earliest, earliest)
         self._submitted_at, self._polls_since = at, 0
+
+    def expected_done(self) -> float | None:
+        """When the latest submissions should be done (monotonic), by their type's recent jobs."""
+        return None if self._submitted_at is None else self._submitted_at + self._expected
 
     def polled(self, at: float) -> None:
         self._polled_at = at

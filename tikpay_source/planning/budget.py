@@ -39,6 +39,7 @@ from tikpay_source.planning.windows import (
     last_boundary_over,
     owed_spans,
     span_limit,
+    window_over_at,
 )
 from tikpay_source.settings import JOBS_TABLE, PROBE_SPAN_DAYS, QUOTA_LIMIT, REPORT_TYPES, TARGET_FILE_BYTES
 
@@ -76,6 +77,18 @@ class RunPlan:
     """The owed spans among ``windows`` that the state does not hold yet: a run adds them."""
     starts: tuple[tuple[str, datetime, datetime], ...] = ()
     """Report types seen for the first time: (type, where its first window starts, its grid's anchor)."""
+    next_over: tuple[Window, datetime] | None = None
+    """The first window not owed yet and when it is over, lag included (local time); None past end_time."""
+
+    def nothing_owed(self) -> str:
+        """Why a run with nothing to submit or collect does nothing, and when that changes."""
+        if self.next_over is None:
+            return "nothing new to load: every window up to end_time is loaded"
+        window, at = self.next_over
+        return (
+            f"nothing to load yet: the next window ({window.describe()}) is over at "
+            f"{at.strftime('%Y-%m-%d %H:%M')} {at.tzname()}, lag included"
+        )
 
     @property
     def lists_first(self) -> bool:
@@ -255,6 +268,7 @@ def plan_run(
     held_back: list[Window] = []
     new_spans: list[Window] = []
     starts: list[tuple[str, datetime, datetime]] = []
+    next_over: tuple[Window, datetime] | None = None
     for report_type in report_types:
         grid = state.grid(report_type, config.window, config.start_time or DEFAULT_ANCHOR)
         over = last_boundary_over(now, config.timezone, config.lag, grid)
@@ -277,6 +291,11 @@ def plan_run(
         probing = known_size is None and config.max_window > probe
         known = state.known_windows(report_type)
         planned = owed_spans(report_type, known, cursor, end, grid, limit, probe=probing)
+        if config.end_time is None or config.end_time > over:
+            upcoming = Window(max(cursor, over), grid.next(max(cursor, over)), report_type)
+            over_at = (window_over_at(upcoming.end, config.timezone) + config.lag).astimezone(config.timezone)
+            if next_over is None or over_at < next_over[1]:
+                next_over = (upcoming, over_at)
         new_spans += [span for span in planned if span.key not in state.entries]
         if probing and planned and planned[-1].end < end:
             held_back.append(Window(planned[-1].end, end, report_type))
@@ -298,6 +317,7 @@ def plan_run(
         later_span=config.max_window,
         new_spans=tuple(new_spans),
         starts=tuple(starts),
+        next_over=next_over,
     )
 
 

@@ -34,7 +34,7 @@ def plan_lines(plan: RunPlan) -> list[str]:
             line += f" (windows of {iso_duration(plan.window_size)} merged into jobs of up to {iso_duration(longest)})"
         out.append(line)
     if not plan.windows:
-        out.append("no window to submit")
+        out.append("no window to submit" + ("" if plan.in_flight else f"; {plan.nothing_owed()}"))
     if plan.in_flight:
         out.append(f"{plan.in_flight} job(s) in flight from earlier runs, to be collected")
     out.append(_requests_line(plan))
