@@ -31,17 +31,19 @@ from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import DltException
 
 from tikpay_source import TikpayError, plan_lines, plan_next_run, run_summary, tikpay
-from tikpay_source.config import OPTIONS, parse_timezone
+from tikpay_source.config import OPTIONS, parse_report_types, parse_timezone
 from tikpay_source.errors import ConfigError, caused_by_interrupt
 from tikpay_source.loading.destinations import profile_of
 from tikpay_source.progress import show_progress
 from tikpay_source.settings import (
     DATASET_NAME,
+    DEFAULT_TIMEZONE,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     PIPELINE_NAME,
+    REPORT_TABLES,
     SANDBOX_PIPELINE_NAME,
 )
 
@@ -110,6 +112,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset", help=f"dataset (schema) name (or dataset_name in config; default {DATASET_NAME})"
     )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="load the --report-types again from --start: their tables and state are dropped first "
+        "(dlt's refresh='drop_resources'); the other tables are left as they are",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     return parser.parse_args(argv)
 
@@ -122,26 +130,50 @@ def source_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def sandbox_settings(overrides: dict[str, Any], *, quiet: bool = False) -> Iterator[dict[str, Any]]:
-    """Start the in-process sandbox and give the source its URLs, demo credentials and a quick pace."""
-    from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
+    """Start the in-process sandbox and give the source what only the sandbox can: its URLs, demo
+    credentials and a fresh ledger. Its quick pace (a short backfill, fast polls) applies only
+    where neither a flag nor dlt's configuration sets the same setting; the sandbox plays the
+    operator in the configured ``timezone``.
+    """
+    from tikpay_source.sandbox import (
+        DEMO_API_KEY,
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        Sandbox,
+        SandboxSettings,
+    )
 
-    with Sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="tikpay-sandbox-ledger-") as ledger_dir:
-        zone = parse_timezone(overrides.get("timezone") or sandbox.settings.timezone)  # a bad one: exit 2
+    def configured(name: str) -> Any:
+        return overrides.get(name, dlt.config.get(f"sources.tikpay.{name}"))
+
+    zone = parse_timezone(configured("timezone") or DEFAULT_TIMEZONE)  # a bad one: exit 2, before it starts
+    with (
+        Sandbox(SandboxSettings(timezone=zone.key)) as sandbox,
+        tempfile.TemporaryDirectory(prefix="tikpay-sandbox-ledger-") as ledger_dir,
+    ):
         today = datetime.now(zone).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
-        settings: dict[str, Any] = {
+        owned: dict[str, Any] = {
             "base_url": sandbox.base_url,
             "token_url": sandbox.token_url,
             "client_id": DEMO_CLIENT_ID,
             "client_secret": DEMO_CLIENT_SECRET,
             "api_key": DEMO_API_KEY,
             "ledger_dir": ledger_dir,  # each sandbox starts with a fresh quota
+        }
+        pace = {
             "start_time": (today - timedelta(days=SANDBOX_BACKFILL_DAYS)).isoformat(),
             "poll_interval": 0.5,
             "max_wait": 60.0,
         }
+        pace = {name: value for name, value in pace.items() if configured(name) is None}
         if not quiet:
-            print(f"sandbox: Tikpay Data API stand-in at {sandbox.base_url}", file=sys.stderr)
-        yield settings | overrides
+            quick = f"; for a quick trial also {', '.join(pace)}" if pace else ""
+            print(
+                f"sandbox: Tikpay Data API stand-in at {sandbox.base_url} ({zone.key}); it sets base_url, "
+                f"token_url, the credentials and a fresh ledger_dir{quick}",
+                file=sys.stderr,
+            )
+        yield pace | overrides | owned
 
 
 def make_pipeline(args: argparse.Namespace) -> Any:
@@ -156,13 +188,23 @@ def make_pipeline(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     source = tikpay(**settings)  # validates before any request
     pipeline = make_pipeline(args)
+    if args.reload and (args.report_types is None or args.plan):
+        raise ConfigError(
+            "--reload needs --report-types naming the report types to load again, and no --plan "
+            "(the plan of a reload is every window from --start)"
+        )
     if args.plan:
         return show_plan(pipeline, source)
     if pipeline.has_pending_data:
         print("tikpay: finishing the load left pending by an interrupted run", file=sys.stderr)
         pipeline.normalize()  # the package's file format was fixed when it was extracted
         pipeline.load()
-    pipeline.run(source, loader_file_format=profile_of(pipeline.destination).loader_file_format)
+    file_format = profile_of(pipeline.destination).loader_file_format
+    if args.reload:  # only the chosen tables: report_jobs (the run history) and the other types stay
+        tables = [REPORT_TABLES[report_type] for report_type in parse_report_types(args.report_types)]
+        pipeline.run(source.with_resources(*tables), refresh="drop_resources", loader_file_format=file_format)
+    else:
+        pipeline.run(source, loader_file_format=file_format)
     summary = run_summary(pipeline, source)
     make_views(pipeline, quiet=args.quiet)
     where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"

@@ -248,3 +248,67 @@ def test_quiet_keeps_the_sandbox_quiet_too(tmp_path: Path) -> None:
 
     assert result.returncode == EXIT_OK, result.stderr
     assert "sandbox:" not in result.stderr and "tikpay:" not in result.stderr
+
+
+def test_the_sandbox_keeps_the_users_settings_and_says_what_it_sets(tmp_path: Path) -> None:
+    """--sandbox owns its URLs, credentials and ledger; the user's other settings stand, checked as ever."""
+    bad = run_cli(["--sandbox"], cli_env(None, tmp_path, SOURCES__TIKPAY__MAX_WAIT="soon"), tmp_path)
+    assert bad.returncode == EXIT_BAD_INPUT and "max_wait 'soon'" in bad.stderr.strip().splitlines()[-1]
+
+    env = cli_env(
+        None, tmp_path, SOURCES__TIKPAY__START_TIME="2025-03-01", SOURCES__TIKPAY__END_TIME="2025-03-02"
+    )
+    ran = run_cli(["--sandbox", "--report-types", "TRIPS"], env, tmp_path)
+    assert ran.returncode == EXIT_OK, ran.stderr
+    (line,) = [line for line in ran.stderr.splitlines() if line.startswith("sandbox: ")]
+    assert line.endswith(
+        "it sets base_url, token_url, the credentials and a fresh ledger_dir; for a quick trial also "
+        "poll_interval, max_wait"
+    )  # not start_time: the user's 2025-03-01 is the run's
+    assert "submitted TRIPS 2025-03-01T00:00:00 to 2025-03-02T00:00:00" in ran.stderr
+
+
+def test_a_misspelt_setting_in_the_environment_is_a_warning_naming_the_closest(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = cli_env(sandbox, tmp_path, SOURCES__TIKPAY__REPORT_TYPE="TRIPS")
+    result = run_cli(["--plan", "--start", "2025-03-01", "--end", "2025-03-02"], env, tmp_path)
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert (
+        "tikpay: [sources.tikpay] report_type is not a setting and is ignored; did you mean report_types?"
+        in (result.stderr)
+    )
+
+
+def test_reload_loads_the_chosen_types_again_from_an_earlier_start(sandbox: Sandbox, tmp_path: Path) -> None:
+    """--start earlier than the state is named in the plan with the way to do it; --reload does it, TAPS untouched."""
+    env = cli_env(sandbox, tmp_path)
+    first = [
+        "--report-types",
+        "TAPS,TRIPS",
+        "--start",
+        "2025-03-02",
+        "--end",
+        "2025-03-03",
+        "--poll-interval",
+        "0.1",
+    ]
+    assert run_cli(first, env, tmp_path).returncode == EXIT_OK
+
+    plan = run_cli(
+        ["--plan", "--report-types", "TRIPS", "--start", "2025-03-01", "--end", "2025-03-03"], env, tmp_path
+    )
+    assert "run once with --reload --report-types TRIPS --start 2025-03-01" in plan.stdout
+    refused = run_cli(["--reload", "--start", "2025-03-01"], env, tmp_path)
+    assert refused.returncode == EXIT_BAD_INPUT and "--reload needs --report-types" in refused.stderr
+
+    again = ["--reload", "--report-types", "TRIPS", "--start", "2025-03-01", "--end", "2025-03-03",
+             "--poll-interval", "0.1"]  # fmt: skip
+    reloaded = run_cli(again, env, tmp_path)
+    assert reloaded.returncode == EXIT_OK, reloaded.stderr
+    with duckdb.connect(str(tmp_path / "tikpay.duckdb"), read_only=True) as con:
+        trips = con.execute("SELECT count(*) FROM tikpay_data.trips").fetchone()
+        taps = con.execute("SELECT count(*) FROM tikpay_data.taps").fetchone()
+    assert trips == (sandbox.count_rows("TRIPS", "2025-03-01T00:00:00", "2025-03-03T00:00:00"),)
+    assert taps == (sandbox.count_rows("TAPS", "2025-03-02T00:00:00", "2025-03-03T00:00:00"),)

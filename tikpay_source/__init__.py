@@ -17,6 +17,7 @@ resources are iterated, so orchestrators can build it when they load code.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import closing
@@ -32,7 +33,7 @@ from dlt.sources import DltResource
 from tikpay_source import settings
 from tikpay_source.api.client import TikpayClient
 from tikpay_source.api.ledger import open_ledger
-from tikpay_source.config import TikpayConfig, build_config
+from tikpay_source.config import TikpayConfig, build_config, configured_names, unknown_settings
 from tikpay_source.errors import (
     ApiError,
     AuthError,
@@ -52,6 +53,7 @@ from tikpay_source.outcome import RunSummary, run_summary
 from tikpay_source.planning.budget import RequestBudget, plan_next_run
 from tikpay_source.planning.explain import plan_lines
 from tikpay_source.planning.state import RunState
+from tikpay_source.progress import log
 from tikpay_source.runner import ReportJobRunner
 from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES
 
@@ -112,6 +114,10 @@ def tikpay(
         ConfigError: a setting is invalid; raised here, before any request.
     """
     config = build_config(**locals())  # first, so the arguments are all it holds
+    # dlt ignores a key no argument asks for; it has no public way to list a section's keys
+    documents = [getattr(provider, "_config_doc", {}) for provider in dlt.config.config_providers]
+    for line in unknown_settings(configured_names(os.environ, documents)):
+        log.warning("%s", line)
     handover = FileHandover()
     jobs = report_jobs(config, handover)
     tables = [report_table(report_type, jobs, handover) for report_type in REPORT_TYPES]

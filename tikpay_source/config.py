@@ -6,9 +6,10 @@ allowed, while the source is being built, so a typo never costs quota.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -152,6 +153,37 @@ def settings_table() -> str:
     rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
     rows += [f"| `{o.name}` | {o.shown_default} | {o.meaning} |" for o in OPTIONS]
     return "\n".join(rows)
+
+
+def unknown_settings(names: Iterable[str]) -> list[str]:
+    """A warning line for each name given under ``[sources.tikpay]`` that is no setting, with the closest one.
+
+    dlt ignores a key no argument asks for, so ``report_type = ["TRIPS"]`` would silently
+    run all four report types.
+    """
+    known = [option.name for option in OPTIONS]
+    lines = []
+    for name in sorted(set(names) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"the settings are {', '.join(known)}"
+        lines.append(f"[sources.tikpay] {name} is not a setting and is ignored; {hint}")
+    return lines
+
+
+def configured_names(environ: Mapping[str, str], documents: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The names set for the source: ``SOURCES__TIKPAY__<NAME>`` variables and ``[sources.tikpay]`` keys.
+
+    ``documents`` are dlt's TOML documents (config.toml, secrets.toml); a table inside the
+    section (a resource's own settings) is not a name of the source's.
+    """
+    names = [key[len(_ENV_PREFIX) :].lower() for key in environ if key.startswith(_ENV_PREFIX)]
+    for document in documents:
+        section = document.get("sources", {}).get("tikpay", {})
+        names += [key for key, value in section.items() if not isinstance(value, Mapping)]
+    return [name for name in names if "__" not in name]
+
+
+_ENV_PREFIX = "SOURCES__TIKPAY__"
 
 
 EARLIEST_TIME = datetime(2000, 1, 1)

@@ -280,6 +280,14 @@ def plan_run(
                 f"end_time {format_local(config.end_time)} is later than the last window that is over "
                 f"(plus lag); planning up to {format_local(over)}"
             )
+        began = state.began(report_type)
+        if config.start_time is not None and began is not None and config.start_time < began:
+            notes.append(
+                f"start_time {format_local(config.start_time)} is earlier than where {report_type} began "
+                f"({format_local(began)}); a loaded range is not loaded again by start_time: to load "
+                f"{report_type} from {format_local(config.start_time)}, run once with --reload "
+                f"--report-types {report_type} --start {format_local(config.start_time)[:10]}"
+            )
         cursor = state.last_end(report_type)
         if cursor is None:
             cursor = config.start_time or grid.floor(over - timedelta(seconds=1))

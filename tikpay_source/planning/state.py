@@ -112,6 +112,11 @@ class RunState:
         value = self._resources.get(REPORT_TABLES[report_type], {}).get("last_end")
         return parse_local(value) if value else None
 
+    def began(self, report_type: str) -> datetime | None:
+        """Where the report type's first run started its grid (its first ``start_time``), if it has run."""
+        value = self._resources.get(REPORT_TABLES[report_type], {}).get("anchor")
+        return parse_local(value) if value and self.last_end(report_type) is not None else None
+
     def _set_last_end(self, report_type: str, value: datetime) -> None:
         self._resources.setdefault(REPORT_TABLES[report_type], {})["last_end"] = format_local(value)
 
