@@ -31,6 +31,7 @@ from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import DltException
 
 from tikpay_source import TikpayError, plan_lines, plan_next_run, run_summary, tikpay
+from tikpay_source.api.ledger import ledger_file
 from tikpay_source.config import OPTIONS, parse_report_types, parse_timezone
 from tikpay_source.errors import ConfigError, caused_by_interrupt
 from tikpay_source.loading.destinations import profile_of
@@ -42,6 +43,7 @@ from tikpay_source.settings import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    JOBS_TABLE,
     PIPELINE_NAME,
     REPORT_TABLES,
     SANDBOX_PIPELINE_NAME,
@@ -208,10 +210,26 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     summary = run_summary(pipeline, source)
     make_views(pipeline, quiet=args.quiet)
     where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
-    print(f"pipeline {pipeline.pipeline_name}: {where}")
+    print(f"pipeline {pipeline.pipeline_name}: {where}{duckdb_file(pipeline)}")
+    config = source.resources[JOBS_TABLE].explicit_args["config"]
+    ledger = (
+        "this run's own (the sandbox's)"
+        if args.sandbox
+        else str(ledger_file(config.ledger_dir, config.credentials.api_key))
+    )
+    print(f"state in {pipeline.working_dir}; request ledger {ledger}")
     for line in summary.lines():
         print(line)
     return summary.exit_code
+
+
+def duckdb_file(pipeline: Any) -> str:
+    """``, in /path/to/file.duckdb`` where the destination is a DuckDB file, else nothing."""
+    if pipeline.destination.destination_type != "dlt.destinations.duckdb":
+        return ""
+    with pipeline.sql_client() as client:
+        database = getattr(client.credentials, "database", None)
+    return f", in {Path(database).resolve()}" if database else ""
 
 
 def make_views(pipeline: Any, quiet: bool) -> None:

@@ -98,6 +98,16 @@ def test_sandbox_quickstart_loads_into_a_local_duckdb_file_and_prints_a_summary(
     assert result.returncode == EXIT_OK, result.stderr
     out = result.stdout
     assert "windows loaded: 8" in out and "requests spent:" in out and "rows loaded into trips:" in out
+    first, state, *_ = out.splitlines()
+    assert (
+        first
+        == f"pipeline tikpay_sandbox: duckdb dataset tikpay_data, in {tmp_path / 'tikpay_sandbox.duckdb'}"
+    )
+    assert state.startswith(f"state in {tmp_path / 'dlt'}") and state.endswith(
+        "request ledger this run's own (the sandbox's)"
+    )
+    assert any(line.startswith("took ") and line.endswith(" s") for line in out.splitlines())
+    assert out.splitlines()[-1].startswith("all caught up: the next window (")
     with duckdb.connect(str(tmp_path / "tikpay_sandbox.duckdb"), read_only=True) as con:
         loaded = con.execute(
             "SELECT count(*) FROM tikpay_data.report_jobs WHERE load_status = 'loaded'"

@@ -53,6 +53,7 @@ class RunOutcome:
         quota_left: int | None,
         held_back: Sequence[Window],
         refused: dict[str, str],
+        upcoming: str | None = None,
     ) -> None:
         """Record what the run did as ``last_run``; a window refused and still owed is an error of the run."""
         for key, reason in refused.items():
@@ -68,7 +69,8 @@ class RunOutcome:
                 waiting=[e.window.describe() for e in state.owed(report_types)],
                 later=[w.describe() for w in held_back],
                 gave_up=[f"{e.window.describe()}: {e.error}" for e in state.gave_up()],
-            ),
+            )
+            | {"upcoming": upcoming},
         )
 
     def to_state(
@@ -115,6 +117,19 @@ class RunSummary:
     gave_up: list[str] = field(default_factory=list)
     window_errors: list[str] = field(default_factory=list)
     stopped: dict[str, Any] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    upcoming: str | None = None
+    """When the next window is over (lag included), as the run's plan saw it."""
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the run took, start to finish of its extract."""
+        if not self.started_at or not self.finished_at:
+            return None
+        return (
+            datetime.fromisoformat(self.finished_at) - datetime.fromisoformat(self.started_at)
+        ).total_seconds()
 
     @property
     def exit_code(self) -> int:
@@ -140,6 +155,8 @@ class RunSummary:
         out.append(spent)
         out += [f"window failed: {item}" for item in self.window_errors]
         out += [f"window given up: {item} (rerun with --retry-failed)" for item in self.gave_up]
+        if self.seconds is not None:
+            out.append(f"took {self.seconds:.0f} s")
         out.append(self._next())
         return out
 
@@ -172,6 +189,8 @@ class RunSummary:
                     "in jobs sized from its file"
                 )
             return "; ".join(parts)
+        if self.upcoming:
+            return f"all caught up: {self.upcoming}"
         return "all caught up: the next run will load the next window once it has ended"
 
 

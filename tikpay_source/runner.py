@@ -116,7 +116,6 @@ class ReportJobRunner:
             plan = self._plan(ledger)
             if plan is None:
                 return
-            self.budget.follow(plan)
             self._held_back = plan.held_back
             yield from self._steps(plan)
         except ReadInterrupted:
@@ -134,6 +133,7 @@ class ReportJobRunner:
             log.info("stopped: %s", exc)
         finally:
             self.handover.close()
+            upcoming = self.budget.plan.upcoming() if self.budget.plan else None
             self.outcome.finish(
                 self.state,
                 self.run_id,
@@ -142,6 +142,7 @@ class ReportJobRunner:
                 ledger.remaining(),
                 self._held_back,
                 self._refused,
+                upcoming,
             )
 
     # --- the steps ----------------------------------------------------------------------
@@ -154,6 +155,7 @@ class ReportJobRunner:
         """
         plan = prepare_run(self.state, self.config, ledger, self.report_types)
         self.state.add_owed(plan.new_spans, plan.starts)
+        self.budget.follow(plan)
         ledger.record_run(self.run_id)
         if not plan.windows and not plan.in_flight:
             log.info("%s", plan.nothing_owed())

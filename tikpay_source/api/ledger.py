@@ -53,6 +53,11 @@ def open_ledger(directory: Path | None, api_key: str) -> RequestLedger:
         raise ConfigError(f"ledger_dir {str(where)!r} cannot be used: {exc.strerror or exc}") from None
 
 
+def ledger_file(directory: Path | None, api_key: str) -> Path:
+    """Where the ledger of ``api_key`` lives under ``directory`` (default :func:`default_ledger_dir`)."""
+    return (directory or default_ledger_dir()) / f"requests-{key_fingerprint(api_key)}.jsonl"
+
+
 def key_fingerprint(api_key: str) -> str:
     """A short, irreversible name for an API key, safe to show and to use in a file name."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
@@ -87,7 +92,7 @@ class RequestLedger:
         self.window_seconds = window_seconds
         self._clock = clock
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"requests-{key_fingerprint(api_key)}.jsonl"
+        self.path = ledger_file(directory, api_key)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
         with self._locked():
             self._entries = self._read()

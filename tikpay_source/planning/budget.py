@@ -82,11 +82,18 @@ class RunPlan:
 
     def nothing_owed(self) -> str:
         """Why a run with nothing to submit or collect does nothing, and when that changes."""
-        if self.next_over is None:
+        upcoming = self.upcoming()
+        if upcoming is None:
             return "nothing new to load: every window up to end_time is loaded"
+        return f"nothing to load yet: {upcoming}"
+
+    def upcoming(self) -> str | None:
+        """When the first window not owed yet is over, for a person; None past ``end_time``."""
+        if self.next_over is None:
+            return None
         window, at = self.next_over
         return (
-            f"nothing to load yet: the next window ({window.describe()}) is over at "
+            f"the next window ({window.describe()}) is over at "
             f"{at.strftime('%Y-%m-%d %H:%M')} {at.tzname()}, lag included"
         )
 
