@@ -285,8 +285,24 @@ def missing_destination_setting(exc: ConfigFieldMissingException) -> str:
     )
 
 
+# the extras of pyproject.toml that bring a destination's driver, by the module that is missing
+EXTRA_OF_MODULE = {
+    "psycopg2": "postgres",
+    "google": "bigquery",
+    "snowflake": "snowflake",
+    "s3fs": "filesystem",
+    "deltalake": "delta",
+    "gcsfs": "gs",
+    "adlfs": "az",
+}
+
+
 def error_line(exc: BaseException) -> tuple[str, int]:
     """One line for the user and the exit code, for anything a run can end with."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRA_OF_MODULE:
+        module = (exc.name or "").split(".")[0]
+        extra = EXTRA_OF_MODULE[module]
+        return f'{module} is not installed: pip install -e ".[{extra}]" (the {extra} extra)', EXIT_BAD_INPUT
     if isinstance(exc, TomlProviderReadException):
         where = next((p for p in exc.full_paths if Path(p).is_file()), exc.file_name)
         reason = " ".join(str(exc).splitlines()[1:]).strip() or "it is not valid TOML"

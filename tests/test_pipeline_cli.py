@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -322,3 +323,29 @@ def test_reload_loads_the_chosen_types_again_from_an_earlier_start(sandbox: Sand
         taps = con.execute("SELECT count(*) FROM tikpay_data.taps").fetchone()
     assert trips == (sandbox.count_rows("TRIPS", "2025-03-01T00:00:00", "2025-03-03T00:00:00"),)
     assert taps == (sandbox.count_rows("TAPS", "2025-03-02T00:00:00", "2025-03-03T00:00:00"),)
+
+
+BLOCK_PSYCOPG2 = """
+import sys
+class _NoPsycopg2:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "psycopg2":
+            raise ModuleNotFoundError("No module named 'psycopg2'", name="psycopg2")
+sys.meta_path.insert(0, _NoPsycopg2())
+"""
+
+
+def test_a_destination_whose_driver_is_missing_names_the_extra(sandbox: Sandbox, tmp_path: Path) -> None:
+    """As on a machine where the postgres extra was never installed: one line naming it, exit 2, no request."""
+    blocker = tmp_path / "no_psycopg2"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_PSYCOPG2)
+    env = cli_env(sandbox, tmp_path, DESTINATION__POSTGRES__CREDENTIALS="postgresql://u:p@127.0.0.1:9/none")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocker), env.get("PYTHONPATH")]))
+    result = run_cli(["--destination", "postgres", "--quiet", *one_day_args("TRIPS")], env, tmp_path)
+
+    assert result.returncode == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'error: psycopg2 is not installed: pip install -e ".[postgres]" (the postgres extra)'
+    ]
+    assert sandbox.api_requests == []
