@@ -30,7 +30,7 @@ from dlt.common.configuration.providers.toml import TomlProviderReadException
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import DltException
 
-from tikpay_source import TikpayError, plan_lines, plan_next_run, run_summary, tikpay
+from tikpay_source import RunSummary, TikpayError, plan_lines, plan_next_run, run_summary, tikpay
 from tikpay_source.api.ledger import ledger_file
 from tikpay_source.config import OPTIONS, parse_report_types, parse_timezone
 from tikpay_source.errors import ConfigError, caused_by_interrupt
@@ -197,17 +197,14 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         )
     if args.plan:
         return show_plan(pipeline, source)
-    if pipeline.has_pending_data:
-        print("tikpay: finishing the load left pending by an interrupted run", file=sys.stderr)
-        pipeline.normalize()  # the package's file format was fixed when it was extracted
-        pipeline.load()
+    pending = finish_pending_load(pipeline, source)
     file_format = profile_of(pipeline.destination).loader_file_format
     if args.reload:  # only the chosen tables: report_jobs (the run history) and the other types stay
         tables = [REPORT_TABLES[report_type] for report_type in parse_report_types(args.report_types)]
         pipeline.run(source.with_resources(*tables), refresh="drop_resources", loader_file_format=file_format)
     else:
         pipeline.run(source, loader_file_format=file_format)
-    summary = run_summary(pipeline, source)
+    summary = run_summary(pipeline, source).after(pending)
     make_views(pipeline, quiet=args.quiet)
     where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
     print(f"pipeline {pipeline.pipeline_name}: {where}{duckdb_file(pipeline)}")
@@ -221,6 +218,16 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     for line in summary.lines():
         print(line)
     return summary.exit_code
+
+
+def finish_pending_load(pipeline: Any, source: Any) -> RunSummary | None:
+    """Load what an interrupted run extracted but never loaded; what that run did, if there was one."""
+    if not pipeline.has_pending_data:
+        return None
+    print("tikpay: finishing the load left pending by an interrupted run", file=sys.stderr)
+    pipeline.normalize()  # the package's file format was fixed when it was extracted
+    pipeline.load()
+    return run_summary(pipeline, source)  # its state, committed with the load just finished
 
 
 def duckdb_file(pipeline: Any) -> str:

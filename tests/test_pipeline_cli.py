@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dlt
 import duckdb
 import pytest
 from cli import SCRIPT, cli_env, one_day_args, run_cli, wait_for
 from dlt.common.exceptions import DltException
+from harness import Harness
 
 from tikpay_source.sandbox import Sandbox
 from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -349,3 +351,32 @@ def test_a_destination_whose_driver_is_missing_names_the_extra(sandbox: Sandbox,
         'error: psycopg2 is not installed: pip install -e ".[postgres]" (the postgres extra)'
     ]
     assert sandbox.api_requests == []
+
+
+def test_the_summary_counts_the_windows_of_a_pending_load_it_finished(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A machine died after its run's extract: the next run loads that package first and counts its windows."""
+    two_days = {"report_types": ["TRIPS"], "start_time": "2025-03-01", "end_time": "2025-03-03"}
+    died = dlt.pipeline(
+        "tikpay",
+        pipelines_dir=str(tmp_path / "dlt" / "pipelines"),  # where the script's pipeline lives
+        destination=dlt.destinations.duckdb(str(tmp_path / "tikpay.duckdb")),
+        dataset_name="tikpay_data",
+    )
+    died.extract(Harness(sandbox, tmp_path).source(**two_days))
+    died.normalize()
+    assert died.has_pending_data
+
+    args = ["--report-types", "TRIPS", "--start", "2025-03-01", "--end", "2025-03-03"]
+    # dlt puts a default DuckDB file where the pipeline was first made (this test's process): say where
+    env = cli_env(sandbox, tmp_path, DESTINATION__DUCKDB__CREDENTIALS=str(tmp_path / "tikpay.duckdb"))
+    result = run_cli(args, env, tmp_path)
+
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "finishing the load left pending by an interrupted run" in result.stderr
+    assert "windows loaded: 2" in result.stdout, result.stdout
+    rows = sandbox.count_rows("TRIPS", "2025-03-01T00:00:00", "2025-03-03T00:00:00")
+    assert f"rows loaded into trips: {rows}" in result.stdout, result.stdout
+    with duckdb.connect(str(tmp_path / "tikpay.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM tikpay_data.trips").fetchone() == (rows,)

@@ -9,7 +9,7 @@ or an orchestrator task that should fail when the run did.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -130,6 +130,17 @@ class RunSummary:
         return (
             datetime.fromisoformat(self.finished_at) - datetime.fromisoformat(self.started_at)
         ).total_seconds()
+
+    def after(self, pending: RunSummary | None) -> RunSummary:
+        """This run's summary counting the windows and rows of an interrupted run's load it finished first."""
+        if pending is None:
+            return self
+        rows = dict(pending.rows)
+        for table, count in self.rows.items():
+            rows[table] = rows.get(table, 0) + count
+        return replace(
+            self, windows_loaded=self.windows_loaded + pending.windows_loaded, rows=dict(sorted(rows.items()))
+        )
 
     @property
     def exit_code(self) -> int:
