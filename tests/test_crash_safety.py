@@ -46,6 +46,7 @@ class KillPoint:
     settings: dict[str, Any] = field(default_factory=dict)
     fault: Fault | None = None
     settle: float = 0.0  # seconds to let the process get into the state after the moment is seen
+    poll: str = "30"  # the doomed run's poll_interval: long enough that its jobs wait for the kill
 
 
 KILL_POINTS = [
@@ -56,6 +57,7 @@ KILL_POINTS = [
         lambda sb, _: a_link_was_handed_out(sb),
         fault=Fault("slow", endpoint="download", delay=15),
         settle=0.5,
+        poll="0.2",  # the slow download, not the poll, holds the run at the kill point
     ),
     KillPoint(
         "mid-load (extracted, state saved locally, load not finished)",
@@ -76,7 +78,7 @@ def test_a_killed_run_is_resumed_by_the_next_without_loss_doubling_or_resubmissi
     target, settings = into_warehouse(warehouse)
     env = cli_env(sandbox, tmp_path, **settings)
     args = [*ARGS, *target]
-    poll = "30" if not point.settings else "0.05"
+    poll = point.poll if not point.settings else "0.05"
     kill_when(
         [*args, "--poll-interval", poll], env, tmp_path, lambda: point.moment(sandbox, tmp_path), point.settle
     )

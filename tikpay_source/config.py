@@ -136,7 +136,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_retry_wait", DEFAULT_MAX_RETRY_WAIT_SECONDS, float,
            "longest `Retry-After` worth waiting out on a 429, in seconds", f"`{DEFAULT_MAX_RETRY_WAIT_SECONDS:g}`"),
     Option("ledger_dir", None, str | None, "where the per-key request ledger lives",
-           "`~/.dlt/tikpay` (dlt's data dir)"),
+           "`tikpay` in dlt's data dir: `~/.dlt/tikpay` (`/var/dlt/tikpay` for root, `$DLT_DATA_DIR/tikpay` if set)"),
     Option("retry_failed", False, bool, "give windows that failed repeatedly a fresh set of attempts", "`false`",
            flag="--retry-failed"),
     Option("table_format", DEFAULT_TABLE_FORMAT, str,
