@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import signal
 import sys
 import tempfile
@@ -121,6 +123,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(dlt's refresh='drop_resources'); the other tables are left as they are",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout (for orchestrators); progress stays on stderr",
+    )
     return parser.parse_args(argv)
 
 
@@ -205,16 +212,18 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     else:
         pipeline.run(source, loader_file_format=file_format)
     summary = run_summary(pipeline, source).after(pending)
-    make_views(pipeline, quiet=args.quiet)
-    where = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
-    print(f"pipeline {pipeline.pipeline_name}: {where}{duckdb_file(pipeline)}")
+    make_views(pipeline, quiet=args.quiet or args.json)
     config = source.resources[JOBS_TABLE].explicit_args["config"]
-    ledger = (
-        "this run's own (the sandbox's)"
-        if args.sandbox
-        else str(ledger_file(config.ledger_dir, config.credentials.api_key))
-    )
-    print(f"state in {pipeline.working_dir}; request ledger {ledger}")
+    ledger = None if args.sandbox else str(ledger_file(config.ledger_dir, config.credentials.api_key))
+    if args.json:  # one object for an orchestrator: the summary's fields, where things are, the exit code
+        where = {"pipeline": pipeline.pipeline_name, "destination": pipeline.destination.destination_name}
+        where |= {"dataset": pipeline.dataset_name, "state": pipeline.working_dir, "ledger": ledger}
+        print(json.dumps(where | dataclasses.asdict(summary) | {"exit_code": summary.exit_code}))
+        return summary.exit_code
+    where_text = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
+    print(f"pipeline {pipeline.pipeline_name}: {where_text}{duckdb_file(pipeline)}")
+    shown_ledger = ledger or "this run's own (the sandbox's)"
+    print(f"state in {pipeline.working_dir}; request ledger {shown_ledger}")
     for line in summary.lines():
         print(line)
     return summary.exit_code

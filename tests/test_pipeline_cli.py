@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -380,3 +381,20 @@ def test_the_summary_counts_the_windows_of_a_pending_load_it_finished(
     assert f"rows loaded into trips: {rows}" in result.stdout, result.stdout
     with duckdb.connect(str(tmp_path / "tikpay.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM tikpay_data.trips").fetchone() == (rows,)
+
+
+def test_json_prints_the_summary_as_one_object_for_an_orchestrator(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run_cli(["--json", *one_day_args("TRIPS")], cli_env(sandbox, tmp_path), tmp_path)
+
+    assert result.returncode == EXIT_OK, result.stderr
+    (line,) = result.stdout.splitlines()
+    summary = json.loads(line)
+    assert summary["exit_code"] == EXIT_OK and summary["windows_loaded"] == 1 and summary["submitted"] == 1
+    rows = sandbox.count_rows("TRIPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00")
+    assert summary["rows"] == {"trips": rows}
+    assert (summary["pipeline"], summary["destination"], summary["dataset"]) == (
+        "tikpay",
+        "duckdb",
+        "tikpay_data",
+    )
+    assert summary["ledger"].endswith(".jsonl") and summary["upcoming"] is None  # end_time reached
