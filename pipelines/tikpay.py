@@ -205,7 +205,8 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     if args.plan:
         return show_plan(pipeline, source)
     pending = finish_pending_load(pipeline, source)
-    file_format = profile_of(pipeline.destination).loader_file_format
+    profile = profile_of(pipeline.destination)
+    file_format = profile.loader_file_format
     if args.reload:  # only the chosen tables: report_jobs (the run history) and the other types stay
         tables = [REPORT_TABLES[report_type] for report_type in parse_report_types(args.report_types)]
         pipeline.run(source.with_resources(*tables), refresh="drop_resources", loader_file_format=file_format)
@@ -221,7 +222,9 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         print(json.dumps(where | dataclasses.asdict(summary) | {"exit_code": summary.exit_code}))
         return summary.exit_code
     where_text = f"{pipeline.destination.destination_name} dataset {pipeline.dataset_name}"
-    print(f"pipeline {pipeline.pipeline_name}: {where_text}{duckdb_file(pipeline)}")
+    if profile.local_file:
+        where_text += database_file(pipeline)
+    print(f"pipeline {pipeline.pipeline_name}: {where_text}")
     shown_ledger = ledger or "this run's own (the sandbox's)"
     print(f"state in {pipeline.working_dir}; request ledger {shown_ledger}")
     for line in summary.lines():
@@ -239,10 +242,8 @@ def finish_pending_load(pipeline: Any, source: Any) -> RunSummary | None:
     return run_summary(pipeline, source)  # its state, committed with the load just finished
 
 
-def duckdb_file(pipeline: Any) -> str:
-    """``, in /path/to/file.duckdb`` where the destination is a DuckDB file, else nothing."""
-    if pipeline.destination.destination_type != "dlt.destinations.duckdb":
-        return ""
+def database_file(pipeline: Any) -> str:
+    """``, in /path/to/file.duckdb``: where the destination's database file is (see ``local_file``)."""
     with pipeline.sql_client() as client:
         database = getattr(client.credentials, "database", None)
     return f", in {Path(database).resolve()}" if database else ""
@@ -315,8 +316,8 @@ EXTRA_OF_MODULE = {
 
 def error_line(exc: BaseException) -> tuple[str, int]:
     """One line for the user and the exit code, for anything a run can end with."""
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in EXTRA_OF_MODULE:
-        module = (exc.name or "").split(".")[0]
+    module = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    if module in EXTRA_OF_MODULE:
         extra = EXTRA_OF_MODULE[module]
         return f'{module} is not installed: pip install -e ".[{extra}]" (the {extra} extra)', EXIT_BAD_INPUT
     if isinstance(exc, TomlProviderReadException):

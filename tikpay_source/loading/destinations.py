@@ -11,7 +11,8 @@ A destination profile says, for one run, everything the connector decides by des
   files keep their own types, or that it cannot (see :mod:`tikpay_source.columns.widening`);
 - whether the BI **views** are made there (see :mod:`tikpay_source.loading.views`);
 - whether its tables are **Delta** tables (see :mod:`tikpay_source.loading.lake`);
-- the file format ``pipeline.run`` is told to write (Parquet on ``filesystem``).
+- the file format ``pipeline.run`` is told to write (Parquet on ``filesystem``);
+- whether its data is a local database file the summary can name (DuckDB).
 
 Profiles are keyed on dlt's destination *type*, so a destination given a name of its own
 (``dlt.destinations.postgres(destination_name="warehouse")``) keeps its profile. Adding a
@@ -63,6 +64,8 @@ class DestinationProfile:
     """Tables are files (dlt's ``filesystem``): Delta tables with ``table_format`` delta."""
     delta: bool = False
     loader_file_format: str | None = None
+    local_file: bool = False
+    """The data is a database file on this machine (its credentials' ``database``), not a server."""
 
     def describe(self) -> str:
         """The destination as a message names it."""
@@ -70,11 +73,11 @@ class DestinationProfile:
 
 
 _DUCKDB = DestinationProfile(
-    "duckdb", ReadyFile(PARQUET), asks_presence=True, widening_sql=DUCKDB_SQL, views=True
+    "duckdb", ReadyFile(PARQUET), asks_presence=True, widening_sql=DUCKDB_SQL, views=True, local_file=True
 )
 PROFILES: dict[str, DestinationProfile] = {
     "dlt.destinations.duckdb": _DUCKDB,
-    "dlt.destinations.motherduck": replace(_DUCKDB, name="motherduck"),
+    "dlt.destinations.motherduck": replace(_DUCKDB, name="motherduck", local_file=False),
     "dlt.destinations.postgres": DestinationProfile(
         "postgres", ReadyFile(CSV), asks_presence=True, widening_sql=POSTGRES_SQL, views=True
     ),
@@ -133,11 +136,7 @@ def _require_deltalake() -> None:
     try:
         importlib.import_module("deltalake")
     except ImportError:
-        missing = True
-    else:
-        missing = False
-    if missing:  # raised outside the except block, so the error carries no ImportError context
         raise ConfigError(
             f"table_format 'delta' needs the deltalake package: pip install -e {DELTA_EXTRA} "
             "(or table_format 'parquet' for plain, append-only files)"
-        )
+        ) from None

@@ -66,8 +66,12 @@ class TableWriter:
         raise NotImplementedError
 
 
-class _WarehouseWriter(TableWriter):
-    """A writer that appends a table's windows until one of them may be there already."""
+class ArrowBatches(TableWriter):
+    """The report's batches tagged with their job and window; the first one carries the disposition.
+
+    A table's windows are appended until one of them may be there already (see the module's
+    docstring); from then on, for the rest of the run, they replace.
+    """
 
     def __init__(self, table: str, asks_presence: bool) -> None:
         super().__init__(table)
@@ -89,10 +93,6 @@ class _WarehouseWriter(TableWriter):
                     self.table,
                 )
         return REPLACE if self.replacing else APPEND
-
-
-class ArrowBatches(_WarehouseWriter):
-    """The report's batches tagged with their job and window; the first one carries the disposition."""
 
     def write(self, report: ReportFile, window: Window, job_id: str, state_loaded_it: bool) -> Iterator[Any]:
         hints = dlt.mark.make_hints(write_disposition=self.disposition(window, state_loaded_it))

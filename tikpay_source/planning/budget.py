@@ -21,6 +21,7 @@ then follows, submissions included (printed by :mod:`tikpay_source.planning.expl
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,7 +121,11 @@ class RunPlan:
 
     def planned(self, window: Window) -> bool:
         """Whether ``window`` is one of the windows owed when the run was planned."""
-        return window in self.windows
+        return window in self._planned_windows
+
+    @functools.cached_property
+    def _planned_windows(self) -> frozenset[Window]:
+        return frozenset(self.windows)  # asked once per owed window per pass: no scan of the tuple
 
     def lists_for_timezone(self, submitted: int, timezone_known: bool, listed_for_it: bool) -> bool:
         """Whether the job list must be read now, before the next submission, to confirm the timezone.
@@ -349,6 +354,8 @@ def plan_after_probes(
     the next probe longer), so the run can submit them at once instead of leaving them to
     the next one. None while every held-back type's probe is still owed or in flight.
     """
+    if not held_back:  # the common case, after every job list: nothing waits for a probe
+        return None
     busy = {e.window.report_type for e in state.owed() + state.in_flight()}
     settled = tuple(dict.fromkeys(w.report_type for w in held_back if w.report_type not in busy))
     if not settled:
