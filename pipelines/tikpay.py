@@ -3,7 +3,8 @@
 Flags override the ``[sources.tikpay]`` configuration for one run; the pipeline's
 ``destination_type`` and ``dataset_name`` come from dlt's configuration as usual, with
 DuckDB and ``tikpay_data`` when nothing is set. Exit codes: 0 done, 1 failed, 2 bad
-input, 3 stopped for quota (try again later), 4 some windows failed, 130 interrupted.
+input, 3 stopped for quota (try again later), 4 some windows failed, 5 another run of the
+pipeline holds its lock, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -32,11 +33,20 @@ from dlt.common.configuration.providers.toml import TomlProviderReadException
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import DltException
 
-from tikpay_source import RunSummary, TikpayError, plan_lines, plan_next_run, run_summary, tikpay
-from tikpay_source.api.ledger import ledger_file
+from tikpay_source import (
+    RunLocked,
+    RunSummary,
+    TikpayError,
+    plan_lines,
+    plan_next_run,
+    run_lock,
+    run_summary,
+    tikpay,
+)
 from tikpay_source.config import OPTIONS, parse_report_types, parse_timezone
 from tikpay_source.errors import ConfigError, caused_by_interrupt
 from tikpay_source.loading.destinations import profile_of
+from tikpay_source.loading.shared_ledger import ledger_where
 from tikpay_source.progress import show_progress
 from tikpay_source.settings import (
     DATASET_NAME,
@@ -44,6 +54,7 @@ from tikpay_source.settings import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_LOCKED,
     EXIT_OK,
     JOBS_TABLE,
     PIPELINE_NAME,
@@ -89,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Load Tikpay Data API reports (CUSTOMERS, PAYMENTS, TAPS, TRIPS) with dlt. "
         "Flags override [sources.tikpay] in .dlt/config.toml for this run.",
         epilog="Exit codes: 0 done, 1 failed, 2 bad input, 3 stopped for quota (run again later), "
-        "4 some windows failed, 130 interrupted.",
+        "4 some windows failed, 5 another run of the pipeline holds its lock, 130 interrupted.",
     )
     parser.add_argument(
         "--sandbox", action="store_true", help="run against a built-in sandbox API on loopback"
@@ -168,6 +179,7 @@ def sandbox_settings(overrides: dict[str, Any], *, quiet: bool = False) -> Itera
             "client_secret": DEMO_CLIENT_SECRET,
             "api_key": DEMO_API_KEY,
             "ledger_dir": ledger_dir,  # each sandbox starts with a fresh quota
+            "ledger": "local",  # the sandbox's quota is its own: it must not count in a shared ledger
         }
         pace = {
             "start_time": (today - timedelta(days=SANDBOX_BACKFILL_DAYS)).isoformat(),
@@ -179,7 +191,7 @@ def sandbox_settings(overrides: dict[str, Any], *, quiet: bool = False) -> Itera
             quick = f"; for a quick trial also {', '.join(pace)}" if pace else ""
             print(
                 f"sandbox: Tikpay Data API stand-in at {sandbox.base_url} ({zone.key}); it sets base_url, "
-                f"token_url, the credentials and a fresh ledger_dir{quick}",
+                f"token_url, the credentials and a fresh local ledger{quick}",
                 file=sys.stderr,
             )
         yield pace | overrides | owned
@@ -204,18 +216,21 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         )
     if args.plan:
         return show_plan(pipeline, source)
-    pending = finish_pending_load(pipeline, source)
     profile = profile_of(pipeline.destination)
     file_format = profile.loader_file_format
-    if args.reload:  # only the chosen tables: report_jobs (the run history) and the other types stay
-        tables = [REPORT_TABLES[report_type] for report_type in parse_report_types(args.report_types)]
-        pipeline.run(source.with_resources(*tables), refresh="drop_resources", loader_file_format=file_format)
-    else:
-        pipeline.run(source, loader_file_format=file_format)
-    summary = run_summary(pipeline, source).after(pending)
+    with run_lock(pipeline, source):  # before dlt restores the state: one run of a pipeline at a time
+        pending = finish_pending_load(pipeline, source)
+        if args.reload:  # only the chosen tables: report_jobs (the run history) and the other types stay
+            tables = [REPORT_TABLES[report_type] for report_type in parse_report_types(args.report_types)]
+            pipeline.run(
+                source.with_resources(*tables), refresh="drop_resources", loader_file_format=file_format
+            )
+        else:
+            pipeline.run(source, loader_file_format=file_format)
+        summary = run_summary(pipeline, source).after(pending)
     make_views(pipeline, quiet=args.quiet or args.json)
     config = source.resources[JOBS_TABLE].explicit_args["config"]
-    ledger = None if args.sandbox else str(ledger_file(config.ledger_dir, config.credentials.api_key))
+    ledger = None if args.sandbox else ledger_where(config, pipeline)
     if args.json:  # one object for an orchestrator: the summary's fields, where things are, the exit code
         where = {"pipeline": pipeline.pipeline_name, "destination": pipeline.destination.destination_name}
         where |= {"dataset": pipeline.dataset_name, "state": pipeline.working_dir, "ledger": ledger}
@@ -334,6 +349,8 @@ def error_line(exc: BaseException) -> tuple[str, int]:
         return missing_destination_setting(exc), EXIT_BAD_INPUT
     if isinstance(exc, ConfigError | ConfigurationException):
         return str(exc).strip().splitlines()[0], EXIT_BAD_INPUT
+    if isinstance(exc, RunLocked):
+        return str(exc), EXIT_LOCKED
     if isinstance(exc, TikpayError):
         return str(exc), EXIT_FAILED
     if isinstance(exc, DltException):

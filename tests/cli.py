@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from warehouses import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from warehouses import DuckDBWarehouse, PostgresWarehouse, S3Warehouse, Warehouse
 
 from tikpay_source.sandbox import DEMO_API_KEY, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox
 
@@ -34,12 +34,21 @@ def cli_env(sandbox: Sandbox | None, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def into_warehouse(warehouse: Warehouse) -> tuple[list[str], dict[str, str]]:
-    """The script's flags and environment that load into ``warehouse`` (DuckDB or PostgreSQL)."""
+    """The script's flags and environment that load into ``warehouse`` (DuckDB, PostgreSQL or S3)."""
     args = ["--destination", warehouse.kind, "--dataset", warehouse.dataset]
     if isinstance(warehouse, PostgresWarehouse):
         return args, {"DESTINATION__POSTGRES__CREDENTIALS": warehouse.dsn}
     if isinstance(warehouse, DuckDBWarehouse):
         return args, {"DESTINATION__DUCKDB__CREDENTIALS": str(warehouse.path)}
+    if isinstance(warehouse, S3Warehouse):
+        server, prefix = warehouse.server, "DESTINATION__FILESYSTEM__"
+        return ["--destination", "filesystem", "--dataset", warehouse.dataset], {
+            f"{prefix}BUCKET_URL": warehouse.bucket_url,
+            f"{prefix}CREDENTIALS__AWS_ACCESS_KEY_ID": server.key,
+            f"{prefix}CREDENTIALS__AWS_SECRET_ACCESS_KEY": server.secret,
+            f"{prefix}CREDENTIALS__ENDPOINT_URL": server.endpoint_url,
+            f"{prefix}CREDENTIALS__REGION_NAME": server.region,
+        }
     raise ValueError(f"the script is not run into {warehouse.kind} by these tests")
 
 

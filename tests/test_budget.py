@@ -148,7 +148,7 @@ def test_planning_changes_no_state_and_returns_the_spans_a_run_adds(tmp_path: Pa
         client_id="id", client_secret="secret", api_key="key", report_types=["TRIPS"],
         start_time="2025-03-01", max_window="P1D",
     )  # fmt: skip
-    ledger = RequestLedger(tmp_path / "ledger", "key")
+    ledger = RequestLedger.local(tmp_path / "ledger", "key")
     now = datetime(2025, 3, 5, 12, tzinfo=timezone.utc)  # 23:00 in Sydney: four days are over
 
     plan = plan_run(state, config, ledger, ("TRIPS",), now=now)
@@ -183,7 +183,7 @@ def test_a_plan_with_nothing_owed_says_when_the_next_window_is_over(tmp_path: Pa
     )
     now = datetime(2025, 3, 5, 12, tzinfo=timezone.utc)  # 23:00 on the 5th in Sydney
     plan = plan_run(
-        RunState({}, "csv"), config, RequestLedger(tmp_path / "ledger", "key"), ("TRIPS",), now=now
+        RunState({}, "csv"), config, RequestLedger.local(tmp_path / "ledger", "key"), ("TRIPS",), now=now
     )
 
     assert plan.windows == ()
@@ -195,5 +195,5 @@ def test_a_plan_with_nothing_owed_says_when_the_next_window_is_over(tmp_path: Pa
     bounded = build_config(client_id="id", client_secret="secret", api_key="key", report_types=["TRIPS"],
                            start_time="2025-03-01", end_time="2025-03-02")  # fmt: skip
     state = RunState({"resources": {"trips": {"last_end": "2025-03-02T00:00:00"}}}, "csv")
-    done = plan_run(state, bounded, RequestLedger(tmp_path / "ledger", "key"), ("TRIPS",), now=now)
+    done = plan_run(state, bounded, RequestLedger.local(tmp_path / "ledger", "key"), ("TRIPS",), now=now)
     assert done.nothing_owed() == "nothing new to load: every window up to end_time is loaded"

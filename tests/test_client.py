@@ -68,7 +68,7 @@ def make_client(tmp_path: Path, sleeps: list[float]) -> Iterator[ClientFactory]:
             sb.base_url,
             sb.token_url,
             credentials or demo_credentials(),
-            RequestBudget(ledger or RequestLedger(tmp_path / "ledger", DEMO_API_KEY)),
+            RequestBudget(ledger or RequestLedger.local(tmp_path / "ledger", DEMO_API_KEY)),
             sleep=sleeps.append,
             **kwargs,
         )
@@ -187,7 +187,7 @@ def test_every_request_is_in_the_ledger_before_it_is_sent(sandbox: Sandbox, tmp_
         seen_at_record.append(len(requests_to(sandbox, LIST_PATH)) + len(requests_to(sandbox, SUBMIT_PATH)))
         return time.time()
 
-    ledger = RequestLedger(tmp_path / "ledger", DEMO_API_KEY, clock=clock)
+    ledger = RequestLedger.local(tmp_path / "ledger", DEMO_API_KEY, clock=clock)
     client = TikpayClient(sandbox.base_url, sandbox.token_url, demo_credentials(), RequestBudget(ledger))
     try:
         for number, call in enumerate(
@@ -199,7 +199,7 @@ def test_every_request_is_in_the_ledger_before_it_is_sent(sandbox: Sandbox, tmp_
             assert seen_at_record and set(seen_at_record) == {number}
     finally:
         client.close()
-    lines = ledger.path.read_text(encoding="utf-8").splitlines()
+    lines = ledger.store.path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3
     assert ledger.used() == sandbox.quota_used() == client.budget.spent == 3
 
@@ -358,7 +358,7 @@ def test_long_retry_after_blocks_the_key(
     assert blocked == pytest.approx(retry_at.timestamp(), abs=0.01)
 
     seen = len(sb.api_requests)
-    fresh = make_client(sb, ledger=RequestLedger(tmp_path / "ledger", DEMO_API_KEY))
+    fresh = make_client(sb, ledger=RequestLedger.local(tmp_path / "ledger", DEMO_API_KEY))
     with pytest.raises(QuotaExhausted) as again:
         fresh.submit("TAPS", *DAY, "csv")
     assert again.value.retry_at is not None
@@ -415,7 +415,7 @@ def test_a_request_that_never_left_the_machine_is_not_counted(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]  # nothing listens here once the socket is closed
-    ledger = RequestLedger(tmp_path / "ledger", DEMO_API_KEY)
+    ledger = RequestLedger.local(tmp_path / "ledger", DEMO_API_KEY)
     client = TikpayClient(
         f"http://127.0.0.1:{closed_port}/v1",
         sandbox.token_url,
@@ -432,7 +432,7 @@ def test_a_request_that_never_left_the_machine_is_not_counted(
         client.close()
     assert len(sleeps) == MAX_TRANSIENT_RETRIES  # the list call was tried, and retried; the submission once
     assert client.budget.spent == 0 and ledger.used() == 0
-    assert RequestLedger(tmp_path / "ledger", DEMO_API_KEY).used() == 0  # as another process reads it
+    assert RequestLedger.local(tmp_path / "ledger", DEMO_API_KEY).used() == 0  # as another process reads it
 
 
 # --- parse_retry_after ------------------------------------------------------------------
@@ -489,7 +489,7 @@ def test_a_redirect_is_not_followed_so_the_api_key_never_reaches_another_host(
     _Redirector.target, _Redirector.seen = sandbox.download_base_url + "/anything", []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    ledger = RequestLedger(tmp_path, DEMO_API_KEY)
+    ledger = RequestLedger.local(tmp_path, DEMO_API_KEY)
     client = TikpayClient(
         f"http://127.0.0.1:{server.server_address[1]}/v1",
         sandbox.token_url,

@@ -38,7 +38,7 @@ def _client(sb: Sandbox, ledger_dir: Path) -> TikpayClient:
         sb.base_url,
         sb.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget(RequestLedger(ledger_dir, DEMO_API_KEY)),
+        RequestBudget(RequestLedger.local(ledger_dir, DEMO_API_KEY)),
         sleep=lambda _seconds: None,
     )
 

@@ -276,7 +276,7 @@ def test_the_sandbox_keeps_the_users_settings_and_says_what_it_sets(tmp_path: Pa
     assert ran.returncode == EXIT_OK, ran.stderr
     (line,) = [line for line in ran.stderr.splitlines() if line.startswith("sandbox: ")]
     assert line.endswith(
-        "it sets base_url, token_url, the credentials and a fresh ledger_dir; for a quick trial also "
+        "it sets base_url, token_url, the credentials and a fresh local ledger; for a quick trial also "
         "poll_interval, max_wait"
     )  # not start_time: the user's 2025-03-01 is the run's
     assert "submitted TRIPS 2025-03-01T00:00:00 to 2025-03-02T00:00:00" in ran.stderr

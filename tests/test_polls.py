@@ -41,9 +41,15 @@ def test_no_poll_before_the_quickest_recent_job_and_the_last_request_waits_for_t
     assert polls.next_at(190, last_request=False) == 191
 
 
+def test_a_job_longer_than_the_run_can_wait_does_not_time_its_polls() -> None:
+    polls = PollSchedule(poll_interval=60, deadline=900)
+    polls.submitted(0, [86_400.0, 4.0])  # one job was collected a day later, by another run
+    assert polls.next_at(1, last_request=True) == 4
+
+
 def test_polls_never_go_past_max_wait() -> None:
-    polls = PollSchedule(poll_interval=60, deadline=100)
-    polls.submitted(0, [300.0])
+    polls = PollSchedule(poll_interval=300, deadline=100)
+    polls.submitted(0, [])
     assert polls.next_at(1, last_request=True) == 100
 
 

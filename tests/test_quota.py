@@ -31,7 +31,7 @@ class FakeClock:
 
 def ledger_at(directory: Path, clock: FakeClock, key: str = KEY, limit: int = 5) -> RequestLedger:
     """A ledger for ``key`` in ``directory`` with a short window and the given clock."""
-    return RequestLedger(directory, key, limit=limit, window_seconds=WINDOW, clock=clock)
+    return RequestLedger.local(directory, key, limit=limit, window_seconds=WINDOW, clock=clock)
 
 
 def test_counts_survive_a_new_instance(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_counts_survive_a_new_instance(tmp_path: Path) -> None:
     again = ledger_at(tmp_path, clock)
     assert again.used() == 3
     assert again.remaining() == 2
-    assert again.path == first.path
+    assert again.store.path == first.store.path
 
 
 def test_keys_have_separate_ledgers(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_keys_have_separate_ledgers(tmp_path: Path) -> None:
     ledger_at(tmp_path, clock).reserve("list")
     other = ledger_at(tmp_path, clock, key="another-key")
     assert other.used() == 0
-    assert other.path != ledger_at(tmp_path, clock).path
+    assert other.store.path != ledger_at(tmp_path, clock).store.path
 
 
 def test_rolling_window_drops_old_entries(tmp_path: Path) -> None:
@@ -90,17 +90,20 @@ def test_file_name_and_content_never_hold_the_key(tmp_path: Path) -> None:
     ledger = ledger_at(tmp_path, clock)
     ledger.reserve("submit", detail="{'reportType': 'TAPS'}")
     ledger.record_wait(clock.now + 60)
-    assert KEY not in ledger.path.name
-    assert key_fingerprint(KEY) in ledger.path.name
-    assert sorted(p.name for p in tmp_path.iterdir()) == [ledger.path.name, ledger.path.name + ".lock"]
-    text = ledger.path.read_text(encoding="utf-8")
+    assert KEY not in ledger.store.path.name
+    assert key_fingerprint(KEY) in ledger.store.path.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ledger.store.path.name,
+        ledger.store.path.name + ".lock",
+    ]
+    text = ledger.store.path.read_text(encoding="utf-8")
     assert KEY not in text
     assert [json.loads(line)["kind"] for line in text.splitlines()] == ["submit", "wait"]
 
 
 def test_client_ledger_never_holds_the_key(sandbox: Sandbox, tmp_path: Path) -> None:
     """A real client's ledger (with request details) has neither the key nor the secret in it."""
-    ledger = RequestLedger(tmp_path, DEMO_API_KEY)
+    ledger = RequestLedger.local(tmp_path, DEMO_API_KEY)
     client = TikpayClient(
         sandbox.base_url,
         sandbox.token_url,
@@ -117,7 +120,7 @@ def test_client_ledger_never_holds_the_key(sandbox: Sandbox, tmp_path: Path) -> 
         text = path.read_text(encoding="utf-8")
         assert DEMO_API_KEY not in text
         assert DEMO_CLIENT_SECRET not in text
-    assert RequestLedger(tmp_path, DEMO_API_KEY).used() == 2
+    assert RequestLedger.local(tmp_path, DEMO_API_KEY).used() == 2
 
 
 def test_torn_last_line_is_tolerated(tmp_path: Path) -> None:
@@ -126,7 +129,7 @@ def test_torn_last_line_is_tolerated(tmp_path: Path) -> None:
     ledger = ledger_at(tmp_path, clock)
     ledger.reserve("list")
     ledger.reserve("submit")
-    with ledger.path.open("a", encoding="utf-8") as handle:
+    with ledger.store.path.open("a", encoding="utf-8") as handle:
         handle.write('{"at": 10000.0, "ki')
     assert ledger_at(tmp_path, clock).used() == 2
 
@@ -136,7 +139,7 @@ def test_request_recorded_after_a_torn_line_is_counted(tmp_path: Path) -> None:
     clock = FakeClock()
     ledger = ledger_at(tmp_path, clock)
     ledger.reserve("list")
-    with ledger.path.open("a", encoding="utf-8") as handle:
+    with ledger.store.path.open("a", encoding="utf-8") as handle:
         handle.write('{"at": 10000.0, "ki')
     after_crash = ledger_at(tmp_path, clock)
     after_crash.reserve("submit")
@@ -179,7 +182,7 @@ def test_blocked_until_expires(tmp_path: Path) -> None:
 def test_long_ledger_is_compacted(tmp_path: Path) -> None:
     """A ledger of more than 2000 lines drops entries older than a week when read, keeping recent ones."""
     clock = FakeClock(30 * 86_400.0)
-    path = ledger_at(tmp_path, clock).path
+    path = ledger_at(tmp_path, clock).store.path
     old = "".join(json.dumps({"at": 1.0 + i, "kind": "list"}) + "\n" for i in range(2001))
     path.write_text(old + json.dumps({"at": clock.now - 10, "kind": "submit"}) + "\n", encoding="utf-8")
     ledger = ledger_at(tmp_path, clock)
@@ -190,7 +193,7 @@ def test_long_ledger_is_compacted(tmp_path: Path) -> None:
 def test_a_long_ledger_of_recent_lines_is_not_rewritten_on_every_read(tmp_path: Path) -> None:
     """A frequent schedule keeps many recent lines: nothing to drop, so no rewrite (and no churn)."""
     clock = FakeClock(30 * 86_400.0)
-    path = ledger_at(tmp_path, clock).path
+    path = ledger_at(tmp_path, clock).store.path
     recent = "".join(json.dumps({"at": clock.now - 3600 + i, "kind": "run"}) + "\n" for i in range(2001))
     path.write_text(recent, encoding="utf-8")
     before = path.stat().st_ino
@@ -201,7 +204,7 @@ def test_a_long_ledger_of_recent_lines_is_not_rewritten_on_every_read(tmp_path: 
 
 def test_a_ledger_locked_too_long_by_another_run_is_one_clear_error(tmp_path: Path) -> None:
     ledger = ledger_at(tmp_path, FakeClock())
-    stuck = FileLock(str(ledger.path) + ".lock")  # another run, stuck while holding it
+    stuck = FileLock(str(ledger.store.path) + ".lock")  # another run, stuck while holding it
     with stuck, pytest.raises(TikpayError, match=r"stayed locked by another run for 0\.2 s"):
-        RequestLedger(tmp_path, KEY, clock=FakeClock(), lock_timeout=0.2)
-    assert RequestLedger(tmp_path, KEY, clock=FakeClock(), lock_timeout=0.2).used() == 0  # free again
+        RequestLedger.local(tmp_path, KEY, clock=FakeClock(), lock_timeout=0.2)
+    assert RequestLedger.local(tmp_path, KEY, clock=FakeClock(), lock_timeout=0.2).used() == 0  # free again

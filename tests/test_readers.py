@@ -52,7 +52,7 @@ def fetch(sandbox: Sandbox, tmp_path: Path) -> Iterator[Fetch]:
         sandbox.base_url,
         sandbox.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget(RequestLedger(tmp_path / "ledger", DEMO_API_KEY, limit=1000)),
+        RequestBudget(RequestLedger.local(tmp_path / "ledger", DEMO_API_KEY, limit=1000)),
         sleep=lambda _seconds: None,
     )
     files = tmp_path / "files"
@@ -235,7 +235,7 @@ def test_other_timezone_is_applied(make_sandbox: Callable[..., Sandbox], tmp_pat
         sb.base_url,
         sb.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget(RequestLedger(tmp_path / "ledger", DEMO_API_KEY)),
+        RequestBudget(RequestLedger.local(tmp_path / "ledger", DEMO_API_KEY)),
     )
     try:
         job_id = client.submit("PAYMENTS", *DAY, "csv")

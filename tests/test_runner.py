@@ -167,7 +167,7 @@ def one_run(
 ) -> tuple[ReportJobRunner, FakeApi, FakeClock]:
     """Run the runner once over ``source_state`` (kept between calls, as dlt keeps it) with fakes at its edges."""
     config = build_config(client_id="id", client_secret="secret", api_key="key", **{**DAYS, **settings})
-    budget = RequestBudget(RequestLedger(tmp_path / "ledger", "key"))
+    budget = RequestBudget(RequestLedger.local(tmp_path / "ledger", "key"))
     api, clock = FakeApi(budget, **(api_options or {})), FakeClock()
     runner = ReportJobRunner(
         config,

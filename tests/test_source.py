@@ -180,7 +180,7 @@ def test_a_job_submitted_before_a_crash_is_adopted_not_submitted_again(harness: 
         harness.sandbox.base_url,
         harness.sandbox.token_url,
         Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY),
-        RequestBudget(RequestLedger(harness.tmp / "ledger", DEMO_API_KEY)),
+        RequestBudget(RequestLedger.local(harness.tmp / "ledger", DEMO_API_KEY)),
     )
     orphan = client.submit("TRIPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00", "csv")
     client.close()

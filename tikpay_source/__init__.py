@@ -32,7 +32,6 @@ from dlt.sources import DltResource
 
 from tikpay_source import settings
 from tikpay_source.api.client import TikpayClient
-from tikpay_source.api.ledger import open_ledger
 from tikpay_source.config import TikpayConfig, build_config, configured_names, unknown_settings
 from tikpay_source.errors import (
     ApiError,
@@ -41,12 +40,15 @@ from tikpay_source.errors import (
     QuotaExhausted,
     ReadInterrupted,
     ReportFileError,
+    RunLocked,
     TikpayError,
 )
 from tikpay_source.files.fetching import ReportFetcher
-from tikpay_source.loading.destinations import current_profile
+from tikpay_source.loading.destinations import current_profile, running_pipeline
 from tikpay_source.loading.handover import FileHandover
 from tikpay_source.loading.lake import one_row_per_job, use_delta_for_jobs
+from tikpay_source.loading.run_lock import run_lock
+from tikpay_source.loading.shared_ledger import open_run_ledger
 from tikpay_source.loading.tables import JOB_HINTS, REPORT_HINTS, selected_report_types
 from tikpay_source.loading.writers import table_writers
 from tikpay_source.outcome import RunSummary, run_summary
@@ -64,11 +66,13 @@ __all__ = [
     "QuotaExhausted",
     "ReadInterrupted",
     "ReportFileError",
+    "RunLocked",
     "RunSummary",
     "TikpayError",
     "plan_lines",
     "plan_next_run",
     "report_jobs",
+    "run_lock",
     "run_summary",
     "tikpay",
 ]
@@ -96,6 +100,9 @@ def tikpay(
     max_wait: float = settings.DEFAULT_MAX_WAIT_SECONDS,
     max_requests: int = settings.DEFAULT_MAX_REQUESTS,
     max_retry_wait: float = settings.DEFAULT_MAX_RETRY_WAIT_SECONDS,
+    ledger: str = settings.DEFAULT_LEDGER,
+    lock_wait: float = settings.DEFAULT_LOCK_WAIT_SECONDS,
+    lock_lease: float = settings.DEFAULT_LOCK_LEASE_SECONDS,
     ledger_dir: str | None = None,
     retry_failed: bool = False,
     table_format: str = settings.DEFAULT_TABLE_FORMAT,
@@ -107,7 +114,8 @@ def tikpay(
     the API is, which reports (``report_types``, ``file_type``), the operator's ``timezone``,
     the time range and window sizes (``start_time``, ``end_time``, ``window``,
     ``max_window``, ``lag``), how long a run waits and what it may spend (``poll_interval``,
-    ``max_wait``, ``max_requests``, ``max_retry_wait``, ``ledger_dir``), ``retry_failed``
+    ``max_wait``, ``max_requests``, ``max_retry_wait``), where the request ledger and the run
+    lock live (``ledger``, ``lock_wait``, ``lock_lease``, ``ledger_dir``), ``retry_failed``
     and, on ``filesystem``, ``table_format``.
 
     Raises:
@@ -146,7 +154,7 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
     report_types = selected_report_types(REPORT_TYPES, selected)
     handover.start_run(table_writers(profile, config.timezone.key, report_types))
     state = RunState(dlt.current.source_state(), config.file_type)
-    budget = RequestBudget(open_ledger(config.ledger_dir, config.credentials.api_key))
+    budget = RequestBudget(open_run_ledger(config, running_pipeline()))
     client = TikpayClient(
         config.base_url,
         config.token_url,

@@ -23,6 +23,9 @@ from tikpay_source.settings import (
     DEFAULT_ENVIRONMENT,
     DEFAULT_FILE_TYPE,
     DEFAULT_LAG,
+    DEFAULT_LEDGER,
+    DEFAULT_LOCK_LEASE_SECONDS,
+    DEFAULT_LOCK_WAIT_SECONDS,
     DEFAULT_MAX_REQUESTS,
     DEFAULT_MAX_RETRY_WAIT_SECONDS,
     DEFAULT_MAX_WAIT_SECONDS,
@@ -33,6 +36,7 @@ from tikpay_source.settings import (
     DEFAULT_TOKEN_AUTH,
     DEFAULT_WINDOW,
     FILE_TYPES,
+    LEDGER_PLACES,
     REPORT_TYPES,
     TABLE_FORMATS,
     TOKEN_AUTH_METHODS,
@@ -72,6 +76,9 @@ class TikpayConfig:
     ledger_dir: Path | None
     retry_failed: bool = False
     table_format: str = DEFAULT_TABLE_FORMAT
+    ledger: str = DEFAULT_LEDGER
+    lock_wait: float = DEFAULT_LOCK_WAIT_SECONDS
+    lock_lease: float = DEFAULT_LOCK_LEASE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,18 @@ OPTIONS: tuple[Option, ...] = (
            f"`{DEFAULT_MAX_REQUESTS}`", flag="--max-requests"),
     Option("max_retry_wait", DEFAULT_MAX_RETRY_WAIT_SECONDS, float,
            "longest `Retry-After` worth waiting out on a 429, in seconds", f"`{DEFAULT_MAX_RETRY_WAIT_SECONDS:g}`"),
-    Option("ledger_dir", None, str | None, "where the per-key request ledger lives",
+    Option("ledger", DEFAULT_LEDGER, str,
+           "where the request ledger and the run lock live: `local` (a file under `ledger_dir`, a file lock "
+           "beside the pipeline) or `destination` (in the pipeline's destination, shared by every machine "
+           "that loads into it: DuckDB, MotherDuck, PostgreSQL, filesystem)", f"`{DEFAULT_LEDGER}`",
+           flag="--ledger"),
+    Option("lock_wait", DEFAULT_LOCK_WAIT_SECONDS, float,
+           "seconds a run waits for another run of the same pipeline to finish before it exits with code 5",
+           f"`{DEFAULT_LOCK_WAIT_SECONDS:g}`"),
+    Option("lock_lease", DEFAULT_LOCK_LEASE_SECONDS, float,
+           "with `ledger = \"destination\"`: seconds a run's lock lasts unless renewed (a killed run's lock "
+           "frees itself after this)", f"`{DEFAULT_LOCK_LEASE_SECONDS:g}`"),
+    Option("ledger_dir", None, str | None, "where the per-key request ledger lives with `ledger = \"local\"`",
            "`tikpay` in dlt's data dir: `~/.dlt/tikpay` (`/var/dlt/tikpay` for root, `$DLT_DATA_DIR/tikpay` if set)"),
     Option("retry_failed", False, bool, "give windows that failed repeatedly a fresh set of attempts", "`false`",
            flag="--retry-failed"),
@@ -287,6 +305,9 @@ def build_config(**settings: Any) -> TikpayConfig:
         ledger_dir=Path(raw["ledger_dir"]) if raw["ledger_dir"] else None,
         retry_failed=bool(raw["retry_failed"]),
         table_format=_choice(raw["table_format"], TABLE_FORMATS, "table_format", normalise="lower"),
+        ledger=_choice(raw["ledger"], LEDGER_PLACES, "ledger", normalise="lower"),
+        lock_wait=_positive(raw["lock_wait"], "lock_wait", allow_zero=True),
+        lock_lease=_positive(raw["lock_lease"], "lock_lease"),
     )
 
 

@@ -107,3 +107,7 @@ def caused_by_interrupt(exc: BaseException) -> bool:
             or getattr(cause, "dbapi_exception", None)
         )
     return False
+
+
+class RunLocked(TikpayError):
+    """Another run of the same pipeline holds its run lock (exit 5): this one did nothing."""

@@ -133,6 +133,7 @@ class ReportJobRunner:
             log.info("stopped: %s", exc)
         finally:
             self.handover.close()
+            self._stop_if_quota_spent(ledger)
             upcoming = self.budget.plan.upcoming() if self.budget.plan else None
             self.outcome.finish(
                 self.state,
@@ -144,6 +145,23 @@ class ReportJobRunner:
                 self._refused,
                 upcoming,
             )
+
+    def _stop_if_quota_spent(self, ledger: RequestLedger) -> None:
+        """Work left and no quota to do it: a quota stop (exit 3), whoever spent it, this run or another."""
+        left = self.state.owed(self.report_types) or self.state.in_flight(self.report_types)
+        if self.outcome.stopped or not left or self.budget.plan is None:
+            return
+        ledger.refresh()
+        if ledger.remaining() > 0:
+            return
+        free_at = ledger.next_free_at()
+        retry_at = datetime.fromtimestamp(free_at, timezone.utc) if free_at else None
+        self.outcome.stop(
+            "quota",
+            f"this API key's 24-hour quota is spent by the request ledger in {ledger.where}",
+            retry_at,
+        )
+        log.info("stopped for quota: the key's 24-hour quota is spent; what is left waits for it")
 
     # --- the steps ----------------------------------------------------------------------
 
@@ -164,7 +182,8 @@ class ReportJobRunner:
             free_at = ledger.next_free_at()
             retry_at = datetime.fromtimestamp(free_at, timezone.utc) if free_at else None
             raise QuotaExhausted(
-                "no requests left in this API key's 24-hour quota by the local ledger", retry_at
+                f"no requests left in this API key's 24-hour quota by the request ledger in {ledger.where}",
+                retry_at,
             )
         return plan
 

@@ -130,4 +130,14 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_QUOTA_STOP = 3
 EXIT_WINDOWS_FAILED = 4
+EXIT_LOCKED = 5  # another run of the same pipeline holds its run lock: nothing was done
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: nothing of the run committed
+
+# Where the request ledger lives (issue "Many places, one key"), and the run lock.
+LEDGER_LOCAL = "local"
+LEDGER_DESTINATION = "destination"
+LEDGER_PLACES = (LEDGER_LOCAL, LEDGER_DESTINATION)
+DEFAULT_LEDGER = LEDGER_LOCAL
+DEFAULT_LOCK_WAIT_SECONDS = 10.0  # a second run of a pipeline waits this long for the first, then exits 5
+DEFAULT_LOCK_LEASE_SECONDS = 120.0  # a killed run's lease in the destination frees itself after this
+LEDGER_TABLE = "_tikpay_ledger"  # in the dataset (SQL destinations), or a folder of it (filesystem)

@@ -41,7 +41,9 @@ class PollSchedule:
 
     def submitted(self, at: float, durations: Iterable[float]) -> None:
         """A job was submitted at ``at``; ``durations`` are recent jobs' seconds of its report type."""
-        seen = list(durations)
+        # a job that took longer than this run can wait (collected hours later by another run) says
+        # nothing of when to poll now: it must not hold every later run's last poll until max_wait
+        seen = [seconds for seconds in durations if seconds <= self.deadline - at]
         expected = max(seen) if seen else self.poll_interval
         earliest = min(seen) if seen else 0.0
         if self._submitted_at is None or self._polls_since:

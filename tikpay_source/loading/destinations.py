@@ -12,7 +12,10 @@ A destination profile says, for one run, everything the connector decides by des
 - whether the BI **views** are made there (see :mod:`tikpay_source.loading.views`);
 - whether its tables are **Delta** tables (see :mod:`tikpay_source.loading.lake`);
 - the file format ``pipeline.run`` is told to write (Parquet on ``filesystem``);
-- whether its data is a local database file the summary can name (DuckDB).
+- whether its data is a local database file the summary can name (DuckDB);
+- how it holds the **shared request ledger** and run lock of ``ledger = "destination"``: rows
+  of a table (SQL) or objects created exclusively (files); see
+  :mod:`tikpay_source.loading.shared_ledger`.
 
 Profiles are keyed on dlt's destination *type*, so a destination given a name of its own
 (``dlt.destinations.postgres(destination_name="warehouse")``) keeps its profile. Adding a
@@ -38,6 +41,8 @@ CSV = "csv"
 DELTA = "delta"
 DUCKDB_SQL = "duckdb"
 POSTGRES_SQL = "postgres"
+SQL = "sql"
+OBJECTS = "objects"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class DestinationProfile:
     loader_file_format: str | None = None
     local_file: bool = False
     """The data is a database file on this machine (its credentials' ``database``), not a server."""
+    shared_ledger: str | None = None
+    """How the ledger of ``ledger = "destination"`` is kept there: :data:`SQL` rows, :data:`OBJECTS`, or not at all."""
 
     def describe(self) -> str:
         """The destination as a message names it."""
@@ -73,16 +80,27 @@ class DestinationProfile:
 
 
 _DUCKDB = DestinationProfile(
-    "duckdb", ReadyFile(PARQUET), asks_presence=True, widening_sql=DUCKDB_SQL, views=True, local_file=True
+    "duckdb",
+    ReadyFile(PARQUET),
+    asks_presence=True,
+    widening_sql=DUCKDB_SQL,
+    views=True,
+    local_file=True,
+    shared_ledger=SQL,
 )
 PROFILES: dict[str, DestinationProfile] = {
     "dlt.destinations.duckdb": _DUCKDB,
     "dlt.destinations.motherduck": replace(_DUCKDB, name="motherduck", local_file=False),
     "dlt.destinations.postgres": DestinationProfile(
-        "postgres", ReadyFile(CSV), asks_presence=True, widening_sql=POSTGRES_SQL, views=True
+        "postgres",
+        ReadyFile(CSV),
+        asks_presence=True,
+        widening_sql=POSTGRES_SQL,
+        views=True,
+        shared_ledger=SQL,
     ),
     "dlt.destinations.filesystem": DestinationProfile(
-        "filesystem", files_keep_types=True, lake=True, loader_file_format=PARQUET
+        "filesystem", files_keep_types=True, lake=True, loader_file_format=PARQUET, shared_ledger=OBJECTS
     ),
 }
 ELSEWHERE = DestinationProfile("elsewhere")
@@ -110,13 +128,18 @@ def profile_of(destination: Any | None, table_format: str | None = None) -> Dest
     return profile
 
 
+def running_pipeline() -> Any | None:
+    """The pipeline whose resources are running; None when they are iterated outside one."""
+    try:
+        return dlt.current.pipeline()
+    except DltException:  # iterated outside a pipeline: nothing is loaded
+        return None
+
+
 def current_profile(table_format: str = DEFAULT_TABLE_FORMAT) -> DestinationProfile:
     """The profile of the running pipeline's destination: known only while the resources run."""
-    try:
-        destination = dlt.current.pipeline().destination
-    except DltException:  # iterated outside a pipeline: nothing is loaded
-        return ELSEWHERE
-    return profile_of(destination, table_format)
+    pipeline = running_pipeline()
+    return profile_of(pipeline.destination if pipeline else None, table_format)
 
 
 def _csv_ready_file(destination: Any) -> ReadyFile | None:

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tikpay_source.api.ledger import RequestLedger, open_ledger
+from tikpay_source.api.ledger import RequestLedger
 from tikpay_source.config import TikpayConfig
 from tikpay_source.errors import BudgetSpent, ConfigError
+from tikpay_source.loading.shared_ledger import open_run_ledger
 from tikpay_source.loading.tables import selected_report_types
 from tikpay_source.planning.state import RunState, stored_state
 from tikpay_source.planning.windows import (
@@ -80,6 +81,8 @@ class RunPlan:
     """Report types seen for the first time: (type, where its first window starts, its grid's anchor)."""
     next_over: tuple[Window, datetime] | None = None
     """The first window not owed yet and when it is over, lag included (local time); None past end_time."""
+    ledger_where: str = "the local ledger"
+    """Where the request ledger that counted ``quota_left`` lives, for a person."""
 
     def nothing_owed(self) -> str:
         """Why a run with nothing to submit or collect does nothing, and when that changes."""
@@ -328,6 +331,7 @@ def plan_run(
         adoption_check=adoption or state.api_timezone is None,
         budget=min(config.max_requests, ledger.remaining()),
         quota_left=ledger.remaining(),
+        ledger_where=ledger.where,
         polls_after_submitting=config.max_wait > 0,
         window_size=config.window,
         blocked_until=datetime.fromtimestamp(blocked).astimezone() if blocked else None,
@@ -377,7 +381,7 @@ def plan_next_run(pipeline: Any, source: Any) -> RunPlan:
     config: TikpayConfig = source.resources[JOBS_TABLE].explicit_args["config"]
     # a copy: reading the state tidies its layout, and --retry-failed changes it
     state = RunState(copy.deepcopy(stored_state(pipeline, source.name)), config.file_type)
-    ledger = open_ledger(config.ledger_dir, config.credentials.api_key)
+    ledger = open_run_ledger(config, pipeline)  # the run's own: local, or shared in the destination
     # as the run picks them: the selected tables' types (with_resources overrides report_types)
     report_types = selected_report_types(REPORT_TYPES, source.selected_resources)
     return prepare_run(state, config, ledger, report_types)

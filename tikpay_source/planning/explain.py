@@ -38,7 +38,7 @@ def plan_lines(plan: RunPlan) -> list[str]:
     if plan.in_flight:
         out.append(f"{plan.in_flight} job(s) in flight from earlier runs, to be collected")
     out.append(_requests_line(plan))
-    quota = f"quota left by the local ledger: {plan.quota_left} of {QUOTA_LIMIT} in the last 24 hours"
+    quota = f"quota left: {plan.quota_left} of {QUOTA_LIMIT} in the last 24 hours, by the request ledger in {plan.ledger_where}"
     if plan.blocked_until:
         quota += f"; the API asked to wait until {plan.blocked_until.isoformat(timespec='seconds')}"
     out.append(quota)
