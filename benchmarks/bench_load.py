@@ -314,7 +314,7 @@ def prepare(rows: int, file_types: tuple[str, ...], scratch: Path) -> Prepared:
         quota_limit=1000,
     )
     sandbox = Sandbox(settings).start()
-    ledger = RequestLedger(scratch / "bench-ledger", DEMO_API_KEY, limit=1000)
+    ledger = RequestLedger.local(scratch / "bench-ledger", DEMO_API_KEY, limit=1000)
     credentials = Credentials(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_API_KEY)
     client = TikpayClient(sandbox.base_url, sandbox.token_url, credentials, RequestBudget(ledger))
     files: dict[str, Path] = {}
