@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 from tikpay_source.api.client import JobsApi
@@ -60,12 +59,7 @@ from tikpay_source.planning.budget import (
 from tikpay_source.planning.state import OWED, SUBMITTED, Entry, RunState
 from tikpay_source.planning.windows import Window, format_local
 from tikpay_source.progress import wait_for_poll
-from tikpay_source.settings import (
-    LOGGER_NAME,
-    MAX_UNUSABLE_ANSWERS,
-    PROBE_SPAN_DAYS,
-    REPORT_TABLES,
-)
+from tikpay_source.settings import LOGGER_NAME, MAX_UNUSABLE_ANSWERS, PROBE_SPAN_DAYS, REPORT_TABLES
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -154,13 +148,10 @@ class ReportJobRunner:
         ledger.refresh()
         if ledger.remaining() > 0:
             return
-        free_at = ledger.next_free_at()
-        retry_at = datetime.fromtimestamp(free_at, timezone.utc) if free_at else None
-        self.outcome.stop(
-            "quota",
-            f"this API key's 24-hour quota is spent by the request ledger in {ledger.where}",
-            retry_at,
+        spent = ledger.quota_spent(
+            f"this API key's 24-hour quota is spent by the request ledger in {ledger.where}"
         )
+        self.outcome.stop("quota", str(spent), spent.retry_at)
         log.info("stopped for quota: the key's 24-hour quota is spent; what is left waits for it")
 
     # --- the steps ----------------------------------------------------------------------
@@ -179,11 +170,8 @@ class ReportJobRunner:
             log.info("%s", plan.nothing_owed())
             return None
         if plan.budget <= 0:
-            free_at = ledger.next_free_at()
-            retry_at = datetime.fromtimestamp(free_at, timezone.utc) if free_at else None
-            raise QuotaExhausted(
-                f"no requests left in this API key's 24-hour quota by the request ledger in {ledger.where}",
-                retry_at,
+            raise ledger.quota_spent(
+                f"no requests left in this API key's 24-hour quota by the request ledger in {ledger.where}"
             )
         return plan
 

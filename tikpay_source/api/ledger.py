@@ -277,13 +277,15 @@ class RequestLedger:
 
     def _check_room(self) -> None:
         if self.used() >= self.limit:
-            free_at = self.next_free_at()
-            retry_at = datetime.fromtimestamp(free_at, timezone.utc) if free_at else None
-            raise QuotaExhausted(
+            raise self.quota_spent(
                 f"this API key's 24-hour quota is spent by the request ledger in {self.where}: another run "
-                "with the same key has used it",
-                retry_at,
+                "with the same key has used it"
             )
+
+    def quota_spent(self, message: str) -> QuotaExhausted:
+        """The stop for a spent quota, saying when its oldest counted request leaves the window."""
+        free_at = self.next_free_at()
+        return QuotaExhausted(message, datetime.fromtimestamp(free_at, timezone.utc) if free_at else None)
 
     def cancel(self, request_id: str) -> None:
         """A reserved request provably never left the machine (no connection was made): not counted."""
@@ -301,11 +303,10 @@ class RequestLedger:
         """Remember that the API told this key to wait until ``until`` (epoch seconds)."""
         self.append(lambda now: LedgerEntry(now, "wait", until=until))
 
-    def add_entries(self, entries: list[LedgerEntry], check: Callable[[], None] | None = None) -> None:
+    def add_entries(self, entries: list[LedgerEntry]) -> None:
         """Append copies of ``entries`` (another store's), keeping their times: a switch of store."""
         for entry in entries:
-            self.append(lambda _now, e=entry: replace(e, seq=None), check)
-            check = None
+            self.append(lambda _now, e=entry: replace(e, seq=None))
 
     def entries(self) -> list[LedgerEntry]:
         """The entries as last read."""

@@ -33,9 +33,7 @@ from typing import Any
 from tikpay_source.api.ledger import (
     KEEP_SECONDS,
     LedgerEntry,
-    LocalLedgerStore,
     RequestLedger,
-    default_ledger_dir,
     key_fingerprint,
     ledger_file,
     open_ledger,
@@ -112,9 +110,7 @@ def carry_local_over(ledger: RequestLedger, config: TikpayConfig) -> None:
     path = ledger_file(config.ledger_dir, config.credentials.api_key)
     if not path.exists():
         return
-    local = RequestLedger(
-        LocalLedgerStore(config.ledger_dir or default_ledger_dir(), config.credentials.api_key)
-    )
+    local = open_ledger(config.ledger_dir, config.credentials.api_key)
     entries = local.entries()
     since = local.store.now() - QUOTA_WINDOW_SECONDS
     marks = [e.at for e in entries if e.kind == CARRIED]
