@@ -244,6 +244,7 @@ class ObjectLedgerStore:
 
     def __init__(self, fs: Any, folder: str, where: str, clock: Callable[[], float] = time.time) -> None:
         self._fs = fs
+        self._local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
         self._folder = folder.rstrip("/")
         self.where = where
         self.now = clock
@@ -306,9 +307,14 @@ class ObjectLedgerStore:
     def append(self, entry: LedgerEntry, after: LedgerEntry | None) -> bool:
         fields = {k: v for k, v in asdict(entry).items() if v is not None and k != "seq"}
         path = f"{self._folder}/{entry.seq:012d}.json"
+        body = json.dumps(fields).encode()
         with unusable_as_config(self.where, "write"):
             try:
-                self._fs.pipe_file(path, json.dumps(fields).encode(), mode="create")
+                if self._local:  # fsspec's pipe_file checks, then writes: only O_EXCL is one step here
+                    with self._fs.open(path, "xb") as handle:
+                        handle.write(body)
+                else:  # S3's If-None-Match: *
+                    self._fs.pipe_file(path, body, mode="create")
             except FileExistsError:
                 return False
         return True
