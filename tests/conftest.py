@@ -3,6 +3,8 @@ the warehouse each end-to-end test loads into (DuckDB, PostgreSQL, a lake folder
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -49,8 +51,12 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 
 # --- warehouses: the end-to-end tests run into DuckDB, PostgreSQL, a lake folder and S3 ---------
 
-# modules whose every test loads through the Harness and so runs once per warehouse
+# modules whose every test loads through the Harness and so runs once per warehouse: DuckDB,
+# PostgreSQL and Delta tables in a folder. S3 differs from the folder only in fsspec's backend
+# (and is three times slower, through moto): a test of it there says so with
+# ``@pytest.mark.warehouses(*KINDS)``; test_lake, test_warehouses and test_many_places run on S3 too.
 EVERY_WAREHOUSE_MODULES = ("test_source",)
+EVERY_WAREHOUSE_KINDS = ("duckdb", "postgres", "filesystem")
 # where dlt cannot do what a test proves: the test must fail there (strict), and a test of its
 # own pins what does happen instead
 _DELTA_TYPES = (
@@ -96,11 +102,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize ``warehouse_kind`` for tests marked ``warehouses`` and every test of test_source.py."""
+    """Parametrize ``warehouse_kind`` for tests marked ``warehouses`` (all four kinds unless it names some)
+    and every test of test_source.py (the three of EVERY_WAREHOUSE_KINDS unless marked)."""
     marker = metafunc.definition.get_closest_marker("warehouses")
     if marker is None and metafunc.module.__name__ not in EVERY_WAREHOUSE_MODULES:
         return
-    kinds = marker.args if marker is not None and marker.args else KINDS
+    kinds = (marker.args or KINDS) if marker is not None else EVERY_WAREHOUSE_KINDS
     params = [
         pytest.param(
             kind,
@@ -146,37 +153,69 @@ def postgres_dsn() -> Iterator[str]:
 S3_BUCKET = "tikpay-test"
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """moto's S3 API server on 127.0.0.1 and a free port, with one bucket; each test uses a prefix of its own.
+@contextlib.contextmanager
+def moto_server(log: Path, **env: str) -> Iterator[str]:
+    """moto's S3 API server on 127.0.0.1 and a free port, as a process of its own; yields its URL.
 
-    A process of its own, not moto's ThreadedMotoServer: deltalake holds the GIL while it
-    waits for some S3 answers, so a server thread in the test process would never answer.
+    Not moto's ThreadedMotoServer: deltalake holds the GIL while it waits for some S3
+    answers, so a server thread in the test process would never answer.
     """
-    import boto3
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = (tmp_path_factory.mktemp("moto") / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=out,
+            env=os.environ | env,
+        )
+        try:
+            wait_for_port(port, server)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def s3_client(server: S3Server, service: str = "s3") -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.key,
+        aws_secret_access_key=server.secret,
+        region_name=server.region,
     )
-    endpoint = S3Server(f"http://127.0.0.1:{port}", S3_BUCKET)
-    try:
-        wait_for_port(port, server)
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint.endpoint_url,
-            aws_access_key_id=endpoint.key,
-            aws_secret_access_key=endpoint.secret,
-            region_name=endpoint.region,
-        ).create_bucket(Bucket=S3_BUCKET)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 API on loopback with one bucket; each test uses a prefix of its own."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "server.log") as url:
+        endpoint = S3Server(url, S3_BUCKET)
+        s3_client(endpoint).create_bucket(Bucket=S3_BUCKET)
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+
+
+@pytest.fixture
+def read_only_s3(tmp_path: Path) -> Iterator[S3Server]:
+    """A bucket its credentials may read but not write: moto's server enforcing IAM, with a read-only user."""
+    setup_calls = 4  # moto lets this many requests through unauthenticated: the bucket, the user and its key
+    with moto_server(tmp_path / "moto.log", INITIAL_NO_AUTH_ACTION_COUNT=str(setup_calls)) as url:
+        admin = S3Server(url, "tikpay-read-only")
+        s3_client(admin).create_bucket(Bucket=admin.bucket)
+        iam = s3_client(admin, "iam")
+        iam.create_user(UserName="reader")
+        reading = ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"]
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": reading, "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="reader", PolicyName="read-only", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        yield S3Server(url, admin.bucket, key=key["AccessKeyId"], secret=key["SecretAccessKey"])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:

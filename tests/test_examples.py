@@ -25,7 +25,14 @@ from cli import SCRIPT, cli_env
 from warehouses import PostgresWarehouse
 
 from tikpay_source.sandbox import Fault, Sandbox
-from tikpay_source.settings import DATASET_NAME, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_QUOTA_STOP
+from tikpay_source.settings import (
+    DATASET_NAME,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_QUOTA_STOP,
+)
 
 pytestmark = pytest.mark.e2e  # runs the examples and the script as processes
 
@@ -70,22 +77,20 @@ def test_the_workflow_runs_daily_with_secrets_from_the_repository() -> None:
     assert any('pip install -e ".[postgres]"' in step.get("run", "") for step in job["steps"])
 
 
-def test_the_workflow_keeps_the_request_ledger_between_runs() -> None:
+def test_the_workflow_keeps_its_ledger_in_the_warehouse_and_needs_no_cache() -> None:
     (job,) = workflow()["jobs"].values()
-    ledger = job["env"]["SOURCES__TIKPAY__LEDGER_DIR"]
-    caches = [step for step in job["steps"] if step.get("uses", "").startswith("actions/cache/")]
-    assert [c["uses"].split("@")[0] for c in caches] == ["actions/cache/restore", "actions/cache/save"]
-    assert all(ledger.endswith(c["with"]["path"]) for c in caches)
-    load = next(i for i, step in enumerate(job["steps"]) if COMMAND in step.get("run", ""))
-    assert job["steps"].index(caches[0]) < load < job["steps"].index(caches[1])
-    assert caches[1]["if"] == "always()"  # a failed run's requests count too
+    assert job["env"]["SOURCES__TIKPAY__LEDGER"] == "destination"  # shared with every machine on the key
+    assert "SOURCES__TIKPAY__LEDGER_DIR" not in job["env"]
+    assert not [step for step in job["steps"] if step.get("uses", "").startswith("actions/cache")]
 
 
 @pytest.mark.parametrize(
     "code, expected",
-    [(EXIT_OK, 0), (EXIT_QUOTA_STOP, 0), (EXIT_FAILED, 1), (EXIT_BAD_INPUT, 2), (4, 4)],
+    [(EXIT_OK, 0), (EXIT_QUOTA_STOP, 0), (EXIT_LOCKED, 0), (EXIT_FAILED, 1), (EXIT_BAD_INPUT, 2), (4, 4)],
 )
-def test_the_workflow_treats_only_the_quota_stop_as_soft(tmp_path: Path, code: int, expected: int) -> None:
+def test_the_workflow_treats_only_the_quota_stop_and_a_held_lock_as_soft(
+    tmp_path: Path, code: int, expected: int
+) -> None:
     (job,) = workflow()["jobs"].values()
     step = next(step for step in job["steps"] if COMMAND in step.get("run", ""))
     assert_the_script_accepts(script_flags(step["run"]))
@@ -101,22 +106,38 @@ def test_the_workflow_treats_only_the_quota_stop_as_soft(tmp_path: Path, code: i
     )
     assert result.returncode == expected
     assert (tmp_path / "args").read_text().startswith("pipelines/tikpay.py")
-    assert ("::notice" in result.stdout) == (code == EXIT_QUOTA_STOP)
+    assert ("::notice" in result.stdout) == (code in (EXIT_QUOTA_STOP, EXIT_LOCKED))
 
 
-def test_the_airflow_dag_runs_the_script_and_skips_on_the_quota_stop() -> None:
+def test_the_airflow_dags_share_one_ledger_and_skip_on_the_quota_stop_and_a_held_lock() -> None:
     tree = ast.parse(AIRFLOW.read_text())
+    constants = {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(target := node.targets[0], ast.Name)
+        if target.id.isupper() and not isinstance(node.value, ast.Call)
+    }
+    assert constants["SHARED_LEDGER"] == {"SOURCES__TIKPAY__LEDGER": "destination"}
+    assert constants["SOFT_EXIT_CODES"] == [EXIT_QUOTA_STOP, EXIT_LOCKED]
     (operator,) = [
         n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "BashOperator"
     ]
-    keywords = {k.arg: k.value for k in operator.keywords}
-    assert ast.literal_eval(keywords["skip_on_exit_code"]) == EXIT_QUOTA_STOP
-    command = ast.unparse(keywords["bash_command"])
-    assert COMMAND in command
-    assert_the_script_accepts(script_flags(command.strip("f'\"")))
-    dag = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.decorator_list)
-    settings = {k.arg: ast.unparse(k.value) for k in dag.decorator_list[0].keywords}
-    assert settings["catchup"] == "False" and settings["max_active_runs"] == "1"
+    keywords = {k.arg: ast.unparse(k.value) for k in operator.keywords}
+    assert keywords["skip_on_exit_code"] == "SOFT_EXIT_CODES" and keywords["append_env"] == "True"
+    assert keywords["env"].startswith("{**SHARED_LEDGER")
+    template = keywords["bash_command"]
+    assert COMMAND in template and "{flags}" in template
+    loads = [
+        n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "load_task"
+    ]
+    dags = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.decorator_list]
+    assert len(loads) == len(dags) == 2  # two DAGs, each one load of the same pipeline
+    for load in loads:
+        command = template.replace("{flags}", ast.literal_eval(load.args[0])).replace("{TIKPAY_DIR}", ".")
+        assert_the_script_accepts(script_flags(command.removesuffix(".strip()").strip("f'\"")))
+    for dag in dags:
+        settings = {k.arg: ast.unparse(k.value) for k in dag.decorator_list[0].keywords}
+        assert settings["catchup"] == "False" and settings["max_active_runs"] == "1"
 
 
 # runs the Dagster example's op with a stand-in ``dagster`` module and a logging context
@@ -153,7 +174,19 @@ RUN_DAGSTER_OP = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("outcome", ["loaded", "quota", "refused"])
+def start_dagster_op(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_DAGSTER_OP, str(DAGSTER)],
+        env=env | {"HOME": str(cwd), "DLT_DATA_DIR": str(cwd / "dlt")},  # a worker of its own
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("outcome", ["two workers", "quota", "refused"])
 def test_the_dagster_op_loads_and_treats_only_the_quota_stop_as_soft(
     sandbox: Sandbox, tmp_path: Path, postgres_dsn: str, outcome: str
 ) -> None:
@@ -170,30 +203,28 @@ def test_the_dagster_op_loads_and_treats_only_the_quota_stop_as_soft(
         SOURCES__TIKPAY__END_TIME="2025-03-02",
         SOURCES__TIKPAY__REPORT_TYPES="TRIPS",
         SOURCES__TIKPAY__POLL_INTERVAL="0.1",
-        SOURCES__TIKPAY__LEDGER_DIR=str(tmp_path / "ledger"),
     )
     if outcome == "quota":
         sandbox.inject(Fault("quota_exhausted", retry_after=86400, times=None))
     if outcome == "refused":
         env["SOURCES__TIKPAY__CLIENT_SECRET"] = "wrong"
-    result = subprocess.run(
-        [sys.executable, "-c", RUN_DAGSTER_OP, str(DAGSTER)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    workers = 2 if outcome == "two workers" else 1  # started at the same moment, one key, one warehouse
+    ops = [start_dagster_op(env, tmp_path / f"worker{n}") for n in range(workers)]
+    results = [(op.wait(timeout=120), *op.communicate()) for op in ops]
 
-    out = result.stdout
-    if outcome == "loaded":
-        assert result.returncode == 0 and "SUCCEEDED" in out, result.stderr
+    (code, out, err), *_ = results
+    if outcome == "two workers":
         truth = sandbox.count_rows("TRIPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00")
-        assert f"INFO rows loaded into trips: {truth}" in out
-        assert "INFO views: daily_trips_by_route ready" in out
-        assert warehouse.query("SELECT count(*) FROM trips") == [(truth,)]
+        for code, out, err in results:
+            assert code == 0 and "SUCCEEDED" in out, out + err
+        loaded = [out for _, out, _ in results if f"INFO rows loaded into trips: {truth}" in out]
+        assert len(loaded) == 1 and "INFO views: daily_trips_by_route ready" in loaded[0]
+        assert warehouse.query("SELECT count(*) FROM trips") == [(truth,)]  # once, not twice
+        assert len(sandbox.submissions()) == 1
+        counted = warehouse.query("SELECT count(*) FROM _tikpay_ledger WHERE kind IN ('submit', 'list')")
+        assert counted == [(sandbox.quota_used(),)]  # both workers counted in the warehouse
     elif outcome == "quota":
-        assert result.returncode == 0 and "SUCCEEDED" in out and "WARNING" in out, out + result.stderr
+        assert code == 0 and "SUCCEEDED" in out and "WARNING" in out, out + err
         assert sandbox.submissions() == []
     else:
-        assert result.returncode == 1 and "FAILED" in out and "refused client_id/client_secret" in out
+        assert code == 1 and "FAILED" in out and "refused client_id/client_secret" in out

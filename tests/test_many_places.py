@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli import SCRIPT, cli_env, into_warehouse, kill_when, run_cli
-from warehouses import FilesystemWarehouse, Warehouse
+from warehouses import FilesystemWarehouse, S3Server, S3Warehouse, Warehouse
 
 from tikpay_source.sandbox import Sandbox
 from tikpay_source.settings import EXIT_BAD_INPUT, EXIT_OK, EXIT_QUOTA_STOP, LEDGER_TABLE, QUOTA_LIMIT
@@ -156,4 +156,21 @@ def test_an_unreachable_shared_ledger_is_one_line_and_no_request(
     assert result.returncode == EXIT_BAD_INPUT
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: the request ledger in postgres dataset ") and "secret-pw" not in line
+    assert not sandbox.api_requests
+
+
+@pytest.mark.warehouses("s3")
+def test_a_read_only_bucket_is_one_line_and_no_request(
+    sandbox: Sandbox, tmp_path: Path, read_only_s3: S3Server
+) -> None:
+    warehouse = S3Warehouse(read_only_s3, tmp_path)
+    args, env, cwd = machine(sandbox, tmp_path, "reader", warehouse)
+    result = run_cli([*args, "--report-types", "TRIPS"], env, cwd)
+
+    assert result.returncode == EXIT_BAD_INPUT, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    # moto refuses this user's listing before its policy is read (a signature it computes differently
+    # for a prefix with a slash); real S3 lists and refuses the write: both are this one line
+    assert line.startswith(f"error: the request ledger in {warehouse.bucket_url}/"), line
+    assert "could not be" in line and read_only_s3.secret not in line
     assert not sandbox.api_requests

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -417,6 +419,26 @@ def test_a_large_xml_file_is_cut_into_parts_at_record_ends(tmp_path: Path, parts
     assert all(body[:cut].endswith(b"</record >") for cut in cuts[1:-1])
     scanned, fast, full = both_conversions(path, tmp_path)
     assert scanned == 30 and fast == full
+
+
+def test_parts_are_converted_without_forking_a_process_that_runs_threads(tmp_path: Path, parts: int) -> None:
+    """A fork copies the locks other threads hold (DuckDB's, dlt's, a sandbox's) but not the threads:
+    a forked child that needs one waits forever. The parts' workers are started fresh, never forked."""
+    forks: list[int] = []
+    os.register_at_fork(before=lambda: forks.append(os.getpid()))
+    path = tmp_path / "parts.xml"
+    records = "".join(f'<record id="{i}"><name>N {i}</name></record>\n' for i in range(30))
+    path.write_text(f'<?xml version="1.0"?>\n<report>\n{records}</report>\n', encoding="utf-8")
+    busy = threading.Event()
+    worker = threading.Thread(target=busy.wait)  # another thread is running while the parts convert
+    worker.start()
+    try:
+        assert xml_scan.scan_canonical_xml(path, tmp_path / "out.csv") == 30
+    finally:
+        busy.set()
+        worker.join()
+    assert forks == []
+    assert (tmp_path / "out.csv").read_text().splitlines()[1:4] == ['"0","N 0"', '"1","N 1"', '"2","N 2"']
 
 
 def test_fast_xml_scanner_across_block_boundaries(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from harness import Harness, assert_exact, daily
+from warehouses import KINDS
 
 from tikpay_source import tikpay
 from tikpay_source.api.client import TikpayClient
@@ -24,6 +25,7 @@ def harness(sandbox: Sandbox, tmp_path: Path) -> Harness:
     return Harness(sandbox, tmp_path)
 
 
+@pytest.mark.warehouses(*KINDS)  # on S3 too
 def test_multi_day_backfill_loads_every_report_row_exactly_once(harness: Harness) -> None:
     windows = daily("2025-03-01", 3)
     summary = harness.run(start_time="2025-03-01", end_time="2025-03-04")
@@ -174,6 +176,7 @@ def test_a_job_that_expired_before_download_is_submitted_again(harness: Harness)
     assert_exact(harness, "CUSTOMERS", daily("2025-03-01", 1))
 
 
+@pytest.mark.warehouses(*KINDS)  # on S3 too
 def test_a_job_submitted_before_a_crash_is_adopted_not_submitted_again(harness: Harness) -> None:
     """A crashed run submitted a job but never saved its id; the next run finds it in the job list."""
     client = TikpayClient(
@@ -193,6 +196,7 @@ def test_a_job_submitted_before_a_crash_is_adopted_not_submitted_again(harness: 
     assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
 
 
+@pytest.mark.warehouses(*KINDS)  # on S3 too
 def test_loading_a_window_again_replaces_its_rows(sandbox: Sandbox, tmp_path: Path) -> None:
     """A second pipeline with no state reloads the same windows into the same tables: no row is doubled."""
     first = Harness(sandbox, tmp_path, name="tikpay_a")
@@ -245,6 +249,7 @@ def test_building_the_source_makes_no_request(harness: Harness) -> None:
     assert harness.sandbox.api_requests == [] and harness.sandbox.download_requests == []
 
 
+@pytest.mark.warehouses(*KINDS)  # on S3 too
 def test_no_secret_reaches_tables_logs_or_downloads(harness: Harness) -> None:
     harness.run(start_time="2025-03-01", end_time="2025-03-02")
 

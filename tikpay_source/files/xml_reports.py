@@ -5,8 +5,8 @@ are the fields) goes through a strict block scanner that expands nothing and ref
 DTDs, comments, CDATA and character references. Anything else, and anything the scanner
 refuses, goes through defusedxml's incremental parser with DTDs and entities refused,
 which also decides what counts as malformed. A large file is cut at record ends into one
-part per core (up to four), scanned side by side in forked processes where the platform
-can fork, and the parts' CSV joined in order.
+part per core (up to four), scanned side by side in worker processes that import only
+the scanner, and the parts' CSV joined in order.
 """
 
 from __future__ import annotations

@@ -9,8 +9,12 @@ first record did not have, no field out of order. Whatever it does not accept (o
 file's end not being the root's end tag) sends the whole file to the full parser instead,
 so the scanner can only ever agree with it: it needs no DTD handling, and it expands
 nothing. A large file is cut at record ends into one part per core (up to four), scanned
-side by side in forked processes where the platform can fork, and the parts' CSV joined
-in order.
+side by side, and the parts' CSV joined in order.
+
+The other parts are scanned by this file run as a script (``python -I xml_scan.py``), in
+processes of their own that import nothing of the connector or dlt: a worker started in
+no time, and never a fork of a process whose other threads (DuckDB's, dlt's, a sandbox's)
+might hold a lock the child would wait on forever.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import multiprocessing
+import json
 import os
 import re
 import shutil
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as defused_fromstring
@@ -73,6 +78,7 @@ class _Layout:
 
     def __init__(self, record: bytes, attributes: list[str], children: list[str]) -> None:
         self.record = record
+        self.attributes, self.children = attributes, children
         self.fields = [*attributes, *children]
         parts = [_WS + rb"<" + record]
         for name in attributes:
@@ -173,21 +179,60 @@ def _part_cuts(xml_path: Path, record: bytes, head_end: int) -> list[int]:
 def _convert_parts(
     xml_path: Path, head: tuple[bytes, int], layout: _Layout, parts: list[_Part]
 ) -> list[int | None]:
-    """Convert every part, the first here and the others in forked processes at the same time.
+    """Convert every part, the first here and the others in worker processes at the same time.
 
     ``head`` is what was already read of the first part (from its first record on) and
     the offset where reading goes on.
     """
     first, rest = parts[0], parts[1:]
-    if not rest or "fork" not in multiprocessing.get_all_start_methods():
-        return [
-            _convert_part(xml_path, layout, first, head),
-            *(_convert_part(xml_path, layout, p) for p in rest),
-        ]
-    context = multiprocessing.get_context("fork")  # a fork starts at once; a spawned child would import dlt
-    with ProcessPoolExecutor(max_workers=len(rest), mp_context=context) as pool:
-        others = [pool.submit(_convert_part, xml_path, layout, part) for part in rest]
-        return [_convert_part(xml_path, layout, first, head), *(other.result() for other in others)]
+    workers = [_start_worker(xml_path, layout, part) for part in rest]
+    try:
+        here = _convert_part(xml_path, layout, first, head)
+        return [here, *(_worker_result(worker) for worker in workers)]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:  # interrupted, or the first part failed: stop the others
+                worker.kill()
+                worker.wait()
+
+
+def _start_worker(xml_path: Path, layout: _Layout, part: _Part) -> subprocess.Popen[bytes]:
+    """This file as a script, converting ``part``; the job is its argument, one JSON object."""
+    job = {
+        "xml": str(xml_path),
+        "layout": [layout.record.decode(), layout.attributes, layout.children],
+        "part": asdict(part) | {"path": str(part.path), "root": part.root and part.root.decode()},
+        "block_bytes": _SCAN_BLOCK_BYTES,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-I", __file__, json.dumps(job)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _worker_result(worker: subprocess.Popen[bytes]) -> int | None:
+    """A worker's row count (None: its part is unusual); a worker that broke is an error, not a bad file."""
+    out, err = worker.communicate()
+    if worker.returncode != 0:
+        last = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"an XML conversion worker exited with code {worker.returncode}: {last}")
+    result: int | None = json.loads(out)
+    return result
+
+
+def _work(job: dict[str, Any]) -> int | None:
+    """The worker's side of :func:`_start_worker`."""
+    global _SCAN_BLOCK_BYTES  # the parent's block size, which tests make tiny
+    _SCAN_BLOCK_BYTES = job["block_bytes"]
+    record, attributes, children = job["layout"]
+    part = job["part"]
+    root = part["root"] and part["root"].encode()
+    layout = _Layout(record.encode(), attributes, children)
+    return _convert_part(
+        Path(job["xml"]), layout, _Part(part["start"], part["end"], Path(part["path"]), root)
+    )
 
 
 def _convert_part(
@@ -289,3 +334,7 @@ def _csv_header(fields: list[str]) -> bytes:
     line = io.StringIO()
     csv.writer(line, lineterminator="\n").writerow(fields)
     return line.getvalue().encode()
+
+
+if __name__ == "__main__":  # a worker of _convert_parts
+    print(json.dumps(_work(json.loads(sys.argv[1]))))
