@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -20,6 +21,18 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
+
+
+def _stopped_while_starting(_signum: int, _frame: Any) -> NoReturn:
+    """Ctrl-C or SIGTERM while dlt is still being imported: nothing was done yet, so stop at once."""
+    print("interrupted before the run began: nothing was done", file=sys.stderr)
+    os._exit(130)  # EXIT_INTERRUPTED, which is not imported yet
+
+
+if __name__ == "__main__":  # before the imports below, which take most of a second
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if started with it ignored
+        signal.signal(signal.SIGINT, _stopped_while_starting)
+    signal.signal(signal.SIGTERM, _stopped_while_starting)
 
 import dlt
 import dlt.destinations
@@ -367,9 +380,11 @@ def _interrupt(signum: int, _frame: Any) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is _stopped_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is KeyboardInterrupt from here on
+    signal.signal(signal.SIGTERM, _interrupt)
     args = parse_args(argv)
     overrides = source_overrides(args)
-    signal.signal(signal.SIGTERM, _interrupt)
     show_progress(quiet=args.quiet)
     try:
         if args.sandbox:
@@ -389,4 +404,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    for signum in (
+        signal.SIGINT,
+        signal.SIGTERM,
+    ):  # the run is over: a signal while Python exits changes nothing
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(exit_code)

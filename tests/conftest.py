@@ -78,6 +78,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "unit: no server and no process of its own; `pytest -m unit`")
     config.addinivalue_line("markers", "e2e: against a sandbox, a warehouse or a process of its own")
+    config.addinivalue_line(
+        "markers", "slow: more seeds of the soak test; `pytest -m slow`, not in the suite"
+    )
 
 
 # --- the two floors: unit tests (no server, seconds in all) and end-to-end tests --------------

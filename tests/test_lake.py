@@ -27,6 +27,7 @@ def assert_one_row_per_job(h: Harness, jobs: int) -> None:
     assert h.query("SELECT count(*), count(DISTINCT job_id) FROM report_jobs") == [(jobs, jobs)]
 
 
+@pytest.mark.warehouses("filesystem")  # the same on S3: fsspec's backend is all that differs
 def test_two_pipelines_without_shared_state_load_overlapping_windows_once(
     sandbox: Sandbox, tmp_path: Path, warehouse: Warehouse
 ) -> None:
@@ -188,6 +189,7 @@ def test_the_bi_queries_give_the_lake_the_warehouses_daily_figures(sandbox: Sand
         assert from_lake and from_lake == sorted(warehouse.query(f"SELECT * FROM {name}"), key=repr), name
 
 
+@pytest.mark.warehouses("filesystem")  # the same on S3: fsspec's backend is all that differs
 def test_on_delta_tables_a_column_that_must_widen_refuses_its_window(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:

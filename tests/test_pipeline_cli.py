@@ -221,6 +221,40 @@ def test_an_interrupted_run_exits_130_with_one_line_and_the_next_run_adopts_its_
     assert len(sandbox.submissions()) == 2 and "2 jobs adopted" in resumed.stdout
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (Linux's /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (mask,) = (line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_while_the_script_starts_is_one_line_and_exit_130(
+    tmp_path: Path, sent: signal.Signals
+) -> None:
+    """The script catches SIGTERM (and Ctrl-C) before the imports that take most of a second: a signal
+    there is one line, not a traceback from deep inside an import, nor a silent death by signal."""
+    starting = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--plan"],
+        env=cli_env(None, tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    try:
+        wait_for(lambda: catches(starting.pid, signal.SIGTERM), timeout=30)
+        starting.send_signal(sent)
+        out, err = starting.communicate(timeout=60)
+    finally:
+        starting.kill()
+
+    assert starting.returncode == EXIT_INTERRUPTED, out + err
+    (line,) = err.strip().splitlines()
+    assert line == "interrupted before the run began: nothing was done"
+
+
 def test_the_error_line_names_the_cause_inside_dlt_s_wrappers_not_what_it_interrupted() -> None:
     """An error raised while a generator handled StopIteration is the cause; the StopIteration is not."""
     spec = importlib.util.spec_from_file_location("tikpay_script", SCRIPT)

@@ -224,6 +224,7 @@ def test_a_malformed_file_stops_only_its_window_and_the_next_run_recovers(harnes
     assert_exact(harness, "TAPS", daily("2025-03-01", 2))
 
 
+@pytest.mark.warehouses("duckdb")  # stops before anything is loaded
 def test_wrong_credentials_stop_with_an_authentication_message(harness: Harness) -> None:
     summary = harness.run(client_secret="not-the-secret", start_time="2025-03-01", end_time="2025-03-02")
 
@@ -233,6 +234,7 @@ def test_wrong_credentials_stop_with_an_authentication_message(harness: Harness)
     assert harness.sandbox.submissions() == []
 
 
+@pytest.mark.warehouses("duckdb")  # stops before anything is loaded
 def test_a_timezone_that_disagrees_with_the_api_stops_before_submitting(harness: Harness) -> None:
     harness.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-02", max_wait=0)
     summary = harness.run(
@@ -243,6 +245,7 @@ def test_a_timezone_that_disagrees_with_the_api_stops_before_submitting(harness:
     assert len(harness.sandbox.submissions()) == 1
 
 
+@pytest.mark.warehouses("duckdb")  # stops before anything is loaded
 def test_building_the_source_makes_no_request(harness: Harness) -> None:
     source = tikpay(**harness.settings(start_time="2025-03-01", end_time="2025-03-02"))
     assert list(source.resources) == ["report_jobs", "customers", "payments", "taps", "trips"]

@@ -34,6 +34,7 @@ def test_twenty_requests_then_429_with_retry_after_seconds(make_sandbox, client_
     assert int(response.headers["Retry-After"]) == 86400 - 1000
     assert client.submit().status_code == 429
     assert sb.quota_used(DEMO_API_KEY) == 20  # 429s are not counted
+    assert sb.quota_refused(DEMO_API_KEY) == 2  # but they are told apart from a fault's 429
     assert len(sb.submissions()) == 11  # 1 + 10 of the 19
 
 
@@ -102,4 +103,4 @@ def test_quota_exhausted_fault(make_sandbox, client_for, style):
         wait = parsedate_to_datetime(first.headers["Retry-After"]) - sb.clock.now()
         assert 118 <= wait.total_seconds() <= 121
     assert client.list().status_code == 200
-    assert sb.quota_used() == 1
+    assert (sb.quota_used(), sb.quota_refused()) == (1, 0)  # a fault's 429s are not the quota's

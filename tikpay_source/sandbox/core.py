@@ -177,6 +177,10 @@ class Sandbox:
         """Requests of ``api_key`` counted in the current rolling quota window."""
         return self._api.quota.used(api_key)
 
+    def quota_refused(self, api_key: str = DEMO_API_KEY) -> int:
+        """Requests of ``api_key`` the real quota refused (429): more than the limit in one window."""
+        return self._api.quota.refused(api_key)
+
     @property
     def api_requests(self) -> list[dict[str, Any]]:
         """Requests to the API server (token calls included): method, path, status, headers.

@@ -25,6 +25,7 @@ class Quota:
         self._clock = clock
         self._lock = threading.Lock()
         self._hits: dict[str, deque[float]] = {}
+        self._refused: dict[str, int] = {}
 
     def acquire(self, key: str) -> float | None:
         """Count one request for ``key``; if over the limit, count nothing and return the wait.
@@ -36,6 +37,7 @@ class Quota:
         with self._lock:
             hits = self._prune(key, now)
             if len(hits) >= self._limit:
+                self._refused[key] = self._refused.get(key, 0) + 1
                 return max(0.0, hits[0] + self._window - now)
             hits.append(now)
             return None
@@ -44,6 +46,11 @@ class Quota:
         """Requests of ``key`` counted in the current window."""
         with self._lock:
             return len(self._prune(key, self._clock.time()))
+
+    def refused(self, key: str) -> int:
+        """Requests of ``key`` refused because the window was full (a fault's 429 is not one)."""
+        with self._lock:
+            return self._refused.get(key, 0)
 
     def _prune(self, key: str, now: float) -> deque[float]:
         hits = self._hits.setdefault(key, deque())
