@@ -36,20 +36,10 @@ if __name__ == "__main__":  # before the imports below, which take most of a sec
 
 import dlt
 import dlt.destinations
-from dlt.common.configuration.exceptions import (
-    ConfigFieldMissingException,
-    ConfigurationException,
-    ConfigValueCannotBeCoercedException,
-)
 from dlt.common.configuration.providers import DictionaryProvider
-from dlt.common.configuration.providers.toml import TomlProviderReadException
-from dlt.common.destination.exceptions import UnknownDestinationModule
-from dlt.common.exceptions import DltException
 
 from tikpay_source import (
-    RunLocked,
     RunSummary,
-    TikpayError,
     plan_lines,
     plan_next_run,
     run_lock,
@@ -60,14 +50,13 @@ from tikpay_source.config import OPTIONS, parse_report_types, parse_timezone
 from tikpay_source.errors import ConfigError, caused_by_interrupt
 from tikpay_source.loading.destinations import profile_of
 from tikpay_source.loading.shared_ledger import ledger_where
+from tikpay_source.loading.views import create_views, rows_in_all
+from tikpay_source.messages import error_line
 from tikpay_source.progress import show_progress
 from tikpay_source.settings import (
     DATASET_NAME,
     DEFAULT_TIMEZONE,
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_LOCKED,
     EXIT_OK,
     JOBS_TABLE,
     PIPELINE_NAME,
@@ -242,6 +231,8 @@ def run(args: argparse.Namespace, settings: dict[str, Any]) -> int:
             pipeline.run(source, loader_file_format=file_format)
         summary = run_summary(pipeline, source).after(pending)
     make_views(pipeline, quiet=args.quiet or args.json)
+    loaded = [table for table in REPORT_TABLES.values() if table in pipeline.default_schema.tables]
+    summary = dataclasses.replace(summary, in_all=rows_in_all(pipeline, loaded))
     config = source.resources[JOBS_TABLE].explicit_args["config"]
     ledger = None if args.sandbox else ledger_where(config, pipeline)
     if args.json:  # one object for an orchestrator: the summary's fields, where things are, the exit code
@@ -283,8 +274,6 @@ def make_views(pipeline: Any, quiet: bool) -> None:
     The rows and the state are committed by now, so a view that cannot be made (a
     permission, say) must not turn a good load into a failed run.
     """
-    from tikpay_source.loading.views import create_views
-
     try:
         lines = create_views(pipeline)
     except Exception as exc:  # any database error: the load itself succeeded
@@ -301,77 +290,6 @@ def show_plan(pipeline: Any, source: Any) -> int:
     for line in plan_lines(plan_next_run(pipeline, source)):
         print(line)
     return EXIT_OK
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """dlt wraps a step's failure; the user wants the reason inside its wrappers.
-
-    Only dlt's own wrappers are opened: the first exception that is not one is the cause,
-    whatever it was raised while handling (a ``StopIteration`` inside a generator, say).
-    """
-    seen = exc
-    while isinstance(seen, DltException):
-        context = None if seen.__suppress_context__ else seen.__context__
-        inner = getattr(seen, "exception", None) or seen.__cause__ or context
-        if inner is None or inner is seen:
-            return seen
-        seen = inner
-    return seen
-
-
-def missing_destination_setting(exc: ConfigFieldMissingException) -> str:
-    """A destination setting dlt could not find, named as the user gives it: an environment variable or a file."""
-    name = exc.spec_name.removesuffix("ClientConfiguration").removesuffix("Destination").lower()
-    field = exc.fields[0]
-    variable = f"DESTINATION__{name.upper()}__{field.upper()}"
-    return (
-        f"destination {name} needs {field}: set {variable} or [destination.{name}] {field} in "
-        ".dlt/secrets.toml (see docs/warehouses.md)"
-    )
-
-
-# the extras of pyproject.toml that bring a destination's driver, by the module that is missing
-EXTRA_OF_MODULE = {
-    "psycopg2": "postgres",
-    "google": "bigquery",
-    "snowflake": "snowflake",
-    "s3fs": "filesystem",
-    "deltalake": "delta",
-    "gcsfs": "gs",
-    "adlfs": "az",
-}
-
-
-def error_line(exc: BaseException) -> tuple[str, int]:
-    """One line for the user and the exit code, for anything a run can end with."""
-    module = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
-    if module in EXTRA_OF_MODULE:
-        extra = EXTRA_OF_MODULE[module]
-        return f'{module} is not installed: pip install -e ".[{extra}]" (the {extra} extra)', EXIT_BAD_INPUT
-    if isinstance(exc, TomlProviderReadException):
-        where = next((p for p in exc.full_paths if Path(p).is_file()), exc.file_name)
-        reason = " ".join(str(exc).splitlines()[1:]).strip() or "it is not valid TOML"
-        return f"{where} is not valid TOML: {reason}", EXIT_BAD_INPUT
-    if isinstance(exc, UnknownDestinationModule):
-        choices = ", ".join(sorted(name for name in dlt.destinations.__all__ if name != "destination"))
-        return f"destination {exc.ref!r} is not a dlt destination; choose one of {choices}", EXIT_BAD_INPUT
-    if isinstance(exc, ConfigValueCannotBeCoercedException):
-        expected = getattr(exc.hint, "__name__", str(exc.hint))
-        return f"{exc.field_name} {exc.field_value!r} is not a valid {expected}", EXIT_BAD_INPUT
-    if isinstance(exc, ConfigFieldMissingException) and exc.spec_name.endswith("ClientConfiguration"):
-        return missing_destination_setting(exc), EXIT_BAD_INPUT
-    if isinstance(exc, ConfigError | ConfigurationException):
-        return str(exc).strip().splitlines()[0], EXIT_BAD_INPUT
-    if isinstance(exc, RunLocked):
-        return str(exc), EXIT_LOCKED
-    if isinstance(exc, TikpayError):
-        return str(exc), EXIT_FAILED
-    if isinstance(exc, DltException):
-        cause = root_cause(exc)
-        if cause is not exc:
-            return error_line(cause)
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": "), EXIT_FAILED
 
 
 def _interrupt(signum: int, _frame: Any) -> NoReturn:

@@ -174,7 +174,7 @@ def test_without_the_delta_extra_the_script_names_it_in_one_line(sandbox: Sandbo
 
 @pytest.mark.warehouses("filesystem")
 def test_the_bi_queries_give_the_lake_the_warehouses_daily_figures(sandbox: Sandbox, tmp_path: Path) -> None:
-    """The four views' SELECTs run by DuckDB over the Delta tables equal the views made in DuckDB."""
+    """The views' SELECTs run by DuckDB over the Delta tables equal the views made in DuckDB."""
     days = {"start_time": "2025-04-05", "end_time": "2025-04-07"}  # across the 2025-04-06 fall-back
     lake = Harness(sandbox, tmp_path / "lake")
     lake.run(**days)
@@ -185,8 +185,10 @@ def test_the_bi_queries_give_the_lake_the_warehouses_daily_figures(sandbox: Sand
 
     zone = sandbox.settings.timezone
     for name, select in lake_queries(zone).items():
-        from_lake = sorted(lake.query(select), key=repr)
-        assert from_lake and from_lake == sorted(warehouse.query(f"SELECT * FROM {name}"), key=repr), name
+        columns = "report_type, loaded_until" if name == "report_freshness" else "*"  # not the age: it grows
+        from_lake = sorted(lake.query(f"SELECT {columns} FROM ({select})"), key=repr)
+        in_warehouse = sorted(warehouse.query(f"SELECT {columns} FROM {name}"), key=repr)
+        assert from_lake and from_lake == in_warehouse, name
 
 
 @pytest.mark.warehouses("filesystem")  # the same on S3: fsspec's backend is all that differs

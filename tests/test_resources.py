@@ -23,10 +23,11 @@ def test_each_report_table_is_a_resource_and_report_types_selects_them(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     harness = Harness(sandbox, tmp_path)
-    assert list(harness.source().resources) == ["report_jobs", "customers", "payments", "taps", "trips"]
-    assert set(harness.source().selected_resources) == {"report_jobs", *REPORT_TABLES.values()}
+    resources = ["report_jobs", "customers", "payments", "taps", "trips", "run_history"]
+    assert list(harness.source().resources) == resources
+    assert set(harness.source().selected_resources) == {"report_jobs", *REPORT_TABLES.values(), "run_history"}
     only = harness.source(report_types=["TAPS", "TRIPS"])
-    assert set(only.selected_resources) == {"report_jobs", "taps", "trips"}
+    assert set(only.selected_resources) == {"report_jobs", "taps", "trips", "run_history"}
 
 
 def test_the_source_signature_is_the_declared_settings() -> None:

@@ -7,6 +7,7 @@ holder, and a store that cannot be used is one line before any request.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -109,6 +110,12 @@ def test_switching_from_local_carries_the_last_day_over_once(warehouse: Warehous
     assert open_run_ledger(config, pipeline).used() == 3  # not carried twice
     local.reserve("list")  # a local run after the switch is carried over too
     assert open_run_ledger(config, pipeline).used() == 4
+    # one in the very millisecond of the last carry (the file keeps milliseconds) is carried too
+    lines = local.store.path.read_text().splitlines()
+    mark = json.loads(lines[-1])
+    assert mark["kind"] == "carried"
+    local.store.path.write_text("\n".join([*lines, json.dumps({"at": mark["at"], "kind": "submit"})]) + "\n")
+    assert open_run_ledger(config, pipeline).used() == 5
 
 
 def test_a_lock_has_one_holder_and_a_lapsed_lease_frees_itself(warehouse: Warehouse, tmp_path: Path) -> None:

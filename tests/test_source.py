@@ -248,7 +248,7 @@ def test_a_timezone_that_disagrees_with_the_api_stops_before_submitting(harness:
 @pytest.mark.warehouses("duckdb")  # stops before anything is loaded
 def test_building_the_source_makes_no_request(harness: Harness) -> None:
     source = tikpay(**harness.settings(start_time="2025-03-01", end_time="2025-03-02"))
-    assert list(source.resources) == ["report_jobs", "customers", "payments", "taps", "trips"]
+    assert list(source.resources) == ["report_jobs", "customers", "payments", "taps", "trips", "run_history"]
     assert harness.sandbox.api_requests == [] and harness.sandbox.download_requests == []
 
 
@@ -258,7 +258,7 @@ def test_no_secret_reaches_tables_logs_or_downloads(harness: Harness) -> None:
 
     dumped = "\n".join(
         str(row)
-        for table in ("report_jobs", *REPORT_TABLES.values(), "_dlt_pipeline_state")
+        for table in ("report_jobs", "run_history", *REPORT_TABLES.values(), "_dlt_pipeline_state")
         for row in harness.query(f"SELECT * FROM {table}")
     )
     links = [j.get("downloadUrl") for j in harness.sandbox.jobs() if j.get("downloadUrl")]

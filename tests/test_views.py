@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from dlt.pipeline.helpers import pipeline_drop
 from harness import Harness
 
 from tikpay_source.loading.views import VIEWS, create_views
-from tikpay_source.sandbox import Sandbox
+from tikpay_source.sandbox import Fault, Sandbox
 
 pytestmark = pytest.mark.warehouses("duckdb", "postgres")
 
@@ -127,6 +130,7 @@ def test_a_view_whose_table_is_not_loaded_is_skipped_with_a_reason(sandbox: Sand
         "views: daily_taps_by_stop ready",
         "views: skipped daily_revenue: table payments is not loaded yet",
         "views: skipped daily_active_customers: table trips is not loaded yet",
+        "views: report_freshness ready",
     ]
     assert h.query("SELECT sum(taps_on + taps_off) FROM daily_taps_by_stop") == [
         (sandbox.count_rows("TAPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00"),)
@@ -134,3 +138,51 @@ def test_a_view_whose_table_is_not_loaded_is_skipped_with_a_reason(sandbox: Sand
     # views follow the tables: a later load shows up without making them again
     h.run(report_types=["TAPS"], start_time="2025-03-01", end_time="2025-03-03")
     assert h.query("SELECT count(DISTINCT service_date) FROM daily_taps_by_stop") == [(2,)]
+
+
+def test_report_freshness_gives_each_type_the_end_of_its_last_loaded_window_and_its_age(
+    loaded: Harness,
+) -> None:
+    before = datetime.now(ZoneInfo(loaded.sandbox.settings.timezone)).replace(tzinfo=None)
+    rows = loaded.query("SELECT report_type, loaded_until, age_hours FROM report_freshness")
+    after = datetime.now(ZoneInfo(loaded.sandbox.settings.timezone)).replace(tzinfo=None)
+
+    end = datetime.fromisoformat(END)
+    assert {report_type: until for report_type, until, _ in rows} == dict.fromkeys(
+        ("CUSTOMERS", "PAYMENTS", "TAPS", "TRIPS"), end
+    )
+    for _, _, age_hours in rows:  # the age in the operator's wall-clock time, as the query ran
+        assert (before - end).total_seconds() / 3600 <= age_hours <= (after - end).total_seconds() / 3600
+
+
+def test_a_window_loaded_again_leaves_one_current_job_and_each_run_has_a_history_row(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The issue's trial: ``dlt pipeline tikpay drop trips`` and a rerun load the window again."""
+    h = Harness(sandbox, tmp_path)
+    day = {"report_types": ["TRIPS"], "start_time": "2025-03-01", "end_time": "2025-03-02"}
+    first = h.run(**day)
+    pipeline_drop(h.pipeline(), resources=["trips"])()  # as `dlt pipeline tikpay drop trips` does
+    second = h.run(**day)
+    sandbox.inject(Fault("quota_exhausted", retry_after=86_400))
+    stopped = h.run(report_types=["TRIPS"], start_time="2025-03-01", end_time="2025-03-03")
+    create_views(h.pipeline())
+
+    truth = sandbox.count_rows("TRIPS", "2025-03-01T00:00:00", "2025-03-02T00:00:00")
+    jobs = h.query("SELECT job_id, rows_loaded, is_current FROM report_jobs ORDER BY updated_at")
+    (old, _, old_current), (new, _, new_current) = jobs
+    assert [s["jobId"] for s in sandbox.jobs()] == [old, new] and (old_current, new_current) == (False, True)
+    assert h.query("SELECT sum(rows_loaded) FROM report_jobs WHERE is_current") == [(truth,)]
+    assert h.query("SELECT count(*) FROM trips") == [(truth,)]
+
+    history = h.query(
+        "SELECT run_id, exit_code, outcome, requests_spent, quota_left, windows_trips, rows_trips, errors"
+        " FROM run_history ORDER BY started_at"
+    )
+    assert [row[1:7] for row in history] == [
+        (0, "done", first.requests, first.quota_left, 1, truth),
+        (0, "done", second.requests, second.quota_left, 1, truth),
+        (3, "stopped for quota", stopped.requests, stopped.quota_left, 0, 0),
+    ]
+    assert [row[0] for row in history] == [first.run_id, second.run_id, stopped.run_id]
+    assert history[0][7] is None and history[2][7].startswith("stopped (quota): ")

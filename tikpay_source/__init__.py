@@ -1,15 +1,15 @@
 """A dlt source for the Tikpay Data API: report jobs over incremental windows, loaded exactly once.
 
-The source has five resources: ``report_jobs`` plans, submits and tracks the jobs (and
-loads their metadata), and ``customers``, ``payments``, ``taps`` and ``trips`` each load
-the rows of their report type from the files of those jobs. Selecting resources selects
-report types::
+The source has six resources: ``report_jobs`` plans, submits and tracks the jobs (and
+loads their metadata), ``customers``, ``payments``, ``taps`` and ``trips`` each load
+the rows of their report type from the files of those jobs, and ``run_history`` a row
+per run. Selecting resources selects report types::
 
     import dlt
     from tikpay_source import tikpay
 
     pipeline = dlt.pipeline("tikpay", destination="duckdb", dataset_name="tikpay_data")
-    pipeline.run(tikpay().with_resources("report_jobs", "trips"))  # TRIPS alone
+    pipeline.run(tikpay().with_resources("report_jobs", "trips", "run_history"))  # TRIPS alone
 
 Building the source only validates its configuration; every request is made while the
 resources are iterated, so orchestrators can build it when they load code.
@@ -49,7 +49,7 @@ from tikpay_source.loading.handover import FileHandover
 from tikpay_source.loading.lake import one_row_per_job, use_delta_for_jobs
 from tikpay_source.loading.run_lock import run_lock
 from tikpay_source.loading.shared_ledger import open_run_ledger
-from tikpay_source.loading.tables import JOB_HINTS, REPORT_HINTS, selected_report_types
+from tikpay_source.loading.tables import JOB_HINTS, REPORT_HINTS, RUN_HINTS, run_row, selected_report_types
 from tikpay_source.loading.writers import table_writers
 from tikpay_source.outcome import RunSummary, run_summary
 from tikpay_source.planning.budget import RequestBudget, plan_next_run
@@ -57,7 +57,7 @@ from tikpay_source.planning.explain import plan_lines
 from tikpay_source.planning.state import RunState
 from tikpay_source.progress import log
 from tikpay_source.runner import ReportJobRunner
-from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES
+from tikpay_source.settings import JOBS_TABLE, REPORT_TABLES, REPORT_TYPES, RUNS_TABLE
 
 __all__ = [
     "ApiError",
@@ -131,7 +131,7 @@ def tikpay(
     tables = [report_table(report_type, jobs, handover) for report_type in REPORT_TYPES]
     for report_type, table in zip(REPORT_TYPES, tables, strict=True):
         table.selected = report_type in config.report_types  # report_types is the shortcut to selecting
-    return [jobs, *tables]
+    return [jobs, *tables, run_history(handover)]
 
 
 @dlt.resource(name=JOBS_TABLE, **JOB_HINTS)
@@ -168,12 +168,27 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
         runner = ReportJobRunner(
             config, state, handover, report_types, api=client, budget=budget, fetcher=fetcher
         )
-        if not profile.delta:
-            yield from runner.run()
-            return
-        if resources is not None:
+        if profile.delta and resources is not None:
             use_delta_for_jobs(resources[JOBS_TABLE])
-        yield from one_row_per_job(runner.run())
+        yield from one_row_per_job(runner.run()) if profile.delta else runner.run()
+    handover.run_finished = True
+
+
+@dlt.resource(name=RUNS_TABLE, **RUN_HINTS)
+def run_history(handover: FileHandover) -> Iterator[dict[str, Any] | None]:
+    """One row per run, what it did (see :data:`tikpay_source.loading.tables.RUN_COLUMNS`), loaded with its data.
+
+    It steps aside (``None``, which dlt skips) until ``report_jobs`` has recorded the run's
+    outcome; with ``report_jobs`` not selected there is no run to record.
+    """
+    try:
+        if JOBS_TABLE not in dlt.current.source().resources.selected:
+            return
+    except DltException:  # iterated on its own, outside a source
+        return
+    while not handover.run_finished:
+        yield None
+    yield run_row(RunSummary.of(dlt.current.source_state()))
 
 
 def report_table(report_type: str, jobs: DltResource, handover: FileHandover) -> DltResource:

@@ -21,6 +21,7 @@ from tikpay_source.settings import (
     EXIT_OK,
     EXIT_QUOTA_STOP,
     EXIT_WINDOWS_FAILED,
+    REPORT_TABLES,
 )
 
 
@@ -32,9 +33,17 @@ class RunOutcome:
         self.submitted = 0
         self.adopted = 0
         self.windows_loaded = 0
+        self.windows: dict[str, int] = {}
         self.rows: dict[str, int] = {}
         self.window_errors: list[str] = []
         self.stopped: dict[str, Any] | None = None
+
+    def loaded(self, report_type: str, rows: int) -> None:
+        """One window of ``report_type`` loaded (or found empty) with ``rows`` rows."""
+        self.windows_loaded += 1
+        self.windows[report_type] = self.windows.get(report_type, 0) + 1
+        table = REPORT_TABLES[report_type]
+        self.rows[table] = self.rows.get(table, 0) + rows
 
     def stop(self, kind: str, message: str, retry_at: datetime | None = None) -> None:
         """The run ended early: ``quota`` (soft, try again later) or ``error``."""
@@ -63,6 +72,7 @@ class RunOutcome:
         state.finish(
             run_id,
             self.to_state(
+                run_id=run_id,
                 requests=requests,
                 quota_left=quota_left,
                 pending=[e.window.describe() for e in state.in_flight(report_types)],
@@ -76,6 +86,7 @@ class RunOutcome:
     def to_state(
         self,
         *,
+        run_id: str | None = None,
         requests: int,
         quota_left: int | None,
         pending: list[str],
@@ -84,6 +95,7 @@ class RunOutcome:
         later: list[str],
     ) -> dict[str, Any]:
         return {
+            "run_id": run_id,
             "started_at": self.started_at.isoformat(timespec="seconds"),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "requests": requests,
@@ -91,6 +103,7 @@ class RunOutcome:
             "submitted": self.submitted,
             "adopted": self.adopted,
             "windows_loaded": self.windows_loaded,
+            "windows": dict(sorted(self.windows.items())),
             "rows": dict(sorted(self.rows.items())),
             "pending": pending,
             "waiting": waiting,
@@ -110,6 +123,8 @@ class RunSummary:
     submitted: int = 0
     adopted: int = 0
     windows_loaded: int = 0
+    windows: dict[str, int] = field(default_factory=dict)
+    """Windows loaded per report type."""
     rows: dict[str, int] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
@@ -119,8 +134,17 @@ class RunSummary:
     stopped: dict[str, Any] | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    run_id: str | None = None
+    in_all: dict[str, int] = field(default_factory=dict)
+    """Rows each table holds after the run, where the destination was asked (not kept in the state)."""
     upcoming: str | None = None
     """When the next window is over (lag included), as the run's plan saw it."""
+
+    @classmethod
+    def of(cls, source_state: dict[str, Any]) -> RunSummary:
+        """The summary of the last run recorded in a source state (empty if it never ran)."""
+        record = last_run_of(source_state)
+        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__})
 
     @property
     def seconds(self) -> float | None:
@@ -135,11 +159,11 @@ class RunSummary:
         """This run's summary counting the windows and rows of an interrupted run's load it finished first."""
         if pending is None:
             return self
-        rows = dict(pending.rows)
-        for table, count in self.rows.items():
-            rows[table] = rows.get(table, 0) + count
         return replace(
-            self, windows_loaded=self.windows_loaded + pending.windows_loaded, rows=dict(sorted(rows.items()))
+            self,
+            windows_loaded=self.windows_loaded + pending.windows_loaded,
+            windows=_added(self.windows, pending.windows),
+            rows=_added(self.rows, pending.rows),
         )
 
     @property
@@ -155,10 +179,20 @@ class RunSummary:
             return EXIT_WINDOWS_FAILED
         return EXIT_OK
 
+    def errors(self) -> list[str]:
+        """What went wrong in the run, a line each: failed and given-up windows, and why it stopped."""
+        out = [f"window failed: {item}" for item in self.window_errors]
+        out += [f"window given up: {item}" for item in self.gave_up]
+        if self.stopped:
+            out.append(f"stopped ({self.stopped['kind']}): {self.stopped['message']}")
+        return out
+
     def lines(self) -> list[str]:
         """The end-of-run summary; its last line says what to expect next."""
         out = [f"windows loaded: {self.windows_loaded}"]
-        out += [f"rows loaded into {table}: {count}" for table, count in self.rows.items()]
+        for table in sorted({*self.rows, *self.in_all}):
+            held = f" ({self.in_all[table]} in all)" if table in self.in_all else ""
+            out.append(f"rows loaded into {table}: {self.rows.get(table, 0)}{held}")
         spent = f"requests spent: {self.requests} ({self.submitted} submissions"
         spent += f", {self.adopted} jobs adopted)" if self.adopted else ")"
         if self.quota_left is not None:
@@ -205,12 +239,14 @@ class RunSummary:
         return "all caught up: the next run will load the next window once it has ended"
 
 
+def _added(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    return {key: counts.get(key, 0) + more.get(key, 0) for key in sorted({*counts, *more})}
+
+
 def run_summary(pipeline: Any, source: Any = None) -> RunSummary:
     """Read the last run's outcome from a pipeline's state (empty if the source never ran).
 
     Give the ``source`` that ran when a pipeline runs more than one Tikpay source (a clone
     under another name, say); without it, the summary is of the one that ran last.
     """
-    record = last_run_of(stored_state(pipeline, source.name if source is not None else None))
-    known = {name for name in RunSummary.__dataclass_fields__}
-    return RunSummary(**{k: v for k, v in record.items() if k in known})
+    return RunSummary.of(stored_state(pipeline, source.name if source is not None else None))

@@ -47,7 +47,7 @@ from tikpay_source.files.fetching import (
     ReportFetcher,
 )
 from tikpay_source.loading.handover import FileHandover
-from tikpay_source.loading.tables import LOADED_STATUS, job_row
+from tikpay_source.loading.tables import LOADED_STATUS, NO_DATA_STATUS, job_row
 from tikpay_source.outcome import RunOutcome
 from tikpay_source.planning.budget import (
     RequestBudget,
@@ -59,7 +59,7 @@ from tikpay_source.planning.budget import (
 from tikpay_source.planning.state import OWED, SUBMITTED, Entry, RunState
 from tikpay_source.planning.windows import Window, format_local
 from tikpay_source.progress import wait_for_poll
-from tikpay_source.settings import LOGGER_NAME, MAX_UNUSABLE_ANSWERS, PROBE_SPAN_DAYS, REPORT_TABLES
+from tikpay_source.settings import LOGGER_NAME, MAX_UNUSABLE_ANSWERS, PROBE_SPAN_DAYS
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -302,9 +302,9 @@ class ReportJobRunner:
         elif job.status == NO_DATA:
             self.state.loaded(entry)
             self.state.observe_empty(entry.window, PROBE_SPAN_DAYS, self.config.max_window.days)
-            self.outcome.windows_loaded += 1
+            self.outcome.loaded(entry.window.report_type, 0)
             log.info("%s: no data (job %s)", entry.window.describe(), job.job_id)
-            yield job_row(entry, zone, load_status="no_data", job=job, rows_loaded=0)
+            yield job_row(entry, zone, load_status=NO_DATA_STATUS, job=job, rows_loaded=0)
         elif job.status == FAILED:
             self.state.failed(entry, f"job {job.job_id} FAILED at Tikpay")
             log.info("%s: job %s FAILED; %s", entry.window.describe(), job.job_id, self._next_step(entry))
@@ -349,9 +349,7 @@ class ReportJobRunner:
         state_loaded_it = self.state.has_loaded(entry.window)
         self.state.loaded(entry)
         self.state.observe_file(entry.window, fetched.size)
-        table = REPORT_TABLES[entry.window.report_type]
-        self.outcome.rows[table] = self.outcome.rows.get(table, 0) + report.rows
-        self.outcome.windows_loaded += 1
+        self.outcome.loaded(entry.window.report_type, report.rows)
         log.info("%s: loaded %d rows (job %s)", entry.window.describe(), report.rows, job.job_id)
         self.handover.offer(job.job_id, entry.window, report, state_loaded_it=state_loaded_it)
         yield job_row(

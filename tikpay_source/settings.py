@@ -105,6 +105,7 @@ DATASET_NAME = "tikpay_data"
 SANDBOX_PIPELINE_NAME = "tikpay_sandbox"
 
 JOBS_TABLE = "report_jobs"
+RUNS_TABLE = "run_history"  # a row per run, loaded with the run's data
 REPORT_TABLES: dict[str, str] = {
     "CUSTOMERS": "customers",
     "PAYMENTS": "payments",

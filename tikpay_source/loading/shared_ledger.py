@@ -111,11 +111,11 @@ def carry_local_over(ledger: RequestLedger, config: TikpayConfig) -> None:
     if not path.exists():
         return
     local = open_ledger(config.ledger_dir, config.credentials.api_key)
-    entries = local.entries()
+    entries = local.entries()  # in the order they were written
+    marks = [i for i, e in enumerate(entries) if e.kind == CARRIED]
     since = local.store.now() - QUOTA_WINDOW_SECONDS
-    marks = [e.at for e in entries if e.kind == CARRIED]
-    since = max([since, *marks])
-    owed = [e for e in entries if e.kind in _CARRIED_KINDS and e.at > since]
+    # what came after the last mark, by place, not time: a request in the mark's millisecond counts
+    owed = [e for e in entries[marks[-1] + 1 if marks else 0 :] if e.kind in _CARRIED_KINDS and e.at > since]
     if owed:
         ledger.add_entries(owed)
     local.append(lambda now: LedgerEntry(now, CARRIED, detail=ledger.where))

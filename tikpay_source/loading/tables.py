@@ -1,4 +1,4 @@
-"""The shape of the tables: ``report_jobs`` rows, tagged report batches, and each table's dlt hints.
+"""The shape of the tables: ``report_jobs`` and ``run_history`` rows, tagged report batches, dlt hints.
 
 ``report_jobs`` is merged on ``job_id``, so a job's row is updated as its status
 changes. Report tables are merged with the delete-insert strategy on the window start:
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from tikpay_source.api.models import IN_PROGRESS, ApiJob, local_instant
+from tikpay_source.outcome import RunSummary
 from tikpay_source.planning.state import Entry
 from tikpay_source.planning.windows import Window
 from tikpay_source.settings import (
@@ -43,6 +44,9 @@ JOB_COLUMNS: dict[str, dict[str, Any]] = {
     "file_size_bytes": {"data_type": "bigint"},
     "attempt": {"data_type": "bigint"},
     "error": {"data_type": "text"},
+    # whether this job's rows are the ones its span holds: false once a later load covers the span
+    # (set by the post-load step, :func:`tikpay_source.loading.views.create_views`)
+    "is_current": {"data_type": "bool"},
     # a job's row may be yielded several times in one run (submitted, then loaded): the latest wins
     "updated_at": {"data_type": "timestamp", "dedup_sort": "desc"},
 }
@@ -60,8 +64,31 @@ REPORT_HINTS: dict[str, Any] = {
     },
 }
 
-# load_status of a report_jobs row whose file is handed to its table's resource
+RUN_COLUMNS: dict[str, dict[str, Any]] = {
+    "run_id": {"data_type": "text", "nullable": False},
+    "started_at": {"data_type": "timestamp"},
+    "finished_at": {"data_type": "timestamp"},
+    "exit_code": {"data_type": "bigint"},
+    "outcome": {"data_type": "text"},
+    "requests_spent": {"data_type": "bigint"},
+    "quota_left": {"data_type": "bigint"},
+    "submitted": {"data_type": "bigint"},
+    "adopted": {"data_type": "bigint"},
+    "windows_loaded": {"data_type": "bigint"},
+    "rows_loaded": {"data_type": "bigint"},
+    **{
+        f"{kind}_{table}": {"data_type": "bigint"}
+        for table in REPORT_TABLES.values()
+        for kind in ("windows", "rows")
+    },
+    "errors": {"data_type": "text"},
+}
+RUN_HINTS: dict[str, Any] = {"write_disposition": "append", "columns": RUN_COLUMNS}
+OUTCOMES = {0: "done", 1: "failed", 2: "bad input", 3: "stopped for quota", 4: "windows failed"}
+
+# load_status of a report_jobs row whose file is handed to its table's resource; of a job with no data
 LOADED_STATUS = "loaded"
+NO_DATA_STATUS = "no_data"
 
 _TAG_TYPES = {
     JOB_ID_COLUMN: pa.string(),
@@ -102,8 +129,31 @@ def job_row(
         "file_size_bytes": file_size,
         "attempt": entry.attempts,
         "error": entry.error,
+        "is_current": load_status in (LOADED_STATUS, NO_DATA_STATUS),
         "updated_at": datetime.now(timezone.utc),
     }
+
+
+def run_row(summary: RunSummary) -> dict[str, Any]:
+    """The run's ``run_history`` row."""
+    row: dict[str, Any] = {
+        "run_id": summary.run_id,
+        "started_at": summary.started_at,
+        "finished_at": summary.finished_at,
+        "exit_code": summary.exit_code,
+        "outcome": OUTCOMES.get(summary.exit_code, str(summary.exit_code)),
+        "requests_spent": summary.requests,
+        "quota_left": summary.quota_left,
+        "submitted": summary.submitted,
+        "adopted": summary.adopted,
+        "windows_loaded": summary.windows_loaded,
+        "rows_loaded": sum(summary.rows.values()),
+        "errors": "\n".join(summary.errors()) or None,
+    }
+    for report_type, table in REPORT_TABLES.items():
+        row[f"windows_{table}"] = summary.windows.get(report_type, 0)
+        row[f"rows_{table}"] = summary.rows.get(table, 0)
+    return row
 
 
 def tag_batch(batch: pa.RecordBatch, window: Window, job_id: str) -> pa.RecordBatch:

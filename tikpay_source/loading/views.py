@@ -6,6 +6,7 @@
 | ``daily_taps_by_stop`` | local day, stop | ``service_date``, ``stop_id``, ``stop_name``, ``taps_on``, ``taps_off`` |
 | ``daily_revenue`` | local day, currency | ``service_date``, ``currency``, ``settled_payments``, ``gross_amount``, ``refunded_amount``, ``net_amount`` |
 | ``daily_active_customers`` | local day | ``service_date``, ``active_customers`` (registered customers who travelled) |
+| ``report_freshness`` | report type | ``report_type``, ``loaded_until`` (end of the last loaded window, local), ``age``, ``age_hours`` |
 
 "Daily" is the operator's local date: the report times are stored as instants, so each
 view turns them back into the wall-clock date of the zone the API reported in
@@ -21,14 +22,19 @@ the export dropped) is skipped with a line saying what is missing; the others ar
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dlt.common.destination.exceptions import DestinationException
+
 from tikpay_source.loading.destinations import PROFILES, profile_of
+from tikpay_source.progress import log
 from tikpay_source.settings import JOBS_TABLE
 
 TIME = ("timestamp",)
+LOCAL_TIME = ("local timestamp",)  # a timestamp without time zone: the operator's wall-clock time
 NUMBER = ("double", "decimal", "bigint")
 ANY = ("text", "bigint", "double", "decimal")
 
@@ -90,6 +96,13 @@ VIEWS: tuple[View, ...] = (
         "SELECT {day:tap_on_time} AS service_date, COUNT(DISTINCT customer_id) AS active_customers"
         " FROM {trips} WHERE customer_id IS NOT NULL GROUP BY 1",
     ),
+    View(
+        "report_freshness",
+        {"report_jobs": {"report_type": ("text",), "window_end": LOCAL_TIME, "load_status": ("text",)}},
+        "SELECT report_type, MAX(window_end) AS loaded_until, {now} - MAX(window_end) AS age,"
+        " CAST(EXTRACT(EPOCH FROM ({now} - MAX(window_end))) / 3600 AS DOUBLE PRECISION) AS age_hours"
+        " FROM {report_jobs} WHERE load_status IN ('loaded', 'no_data') GROUP BY 1",
+    ),
 )
 
 
@@ -107,6 +120,10 @@ def missing(view: View, tables: dict[str, dict[str, Any]]) -> str | None:
         for column, types in columns.items():
             if column not in have:
                 return f"{table} has no column {column}"
+            if types == LOCAL_TIME:
+                if have[column].get("data_type") != "timestamp" or have[column].get("timezone") is not False:
+                    return f"{table}.{column} is not a timestamp without time zone"
+                continue
             if have[column].get("data_type") not in types:
                 return f"{table}.{column} is {have[column].get('data_type')}, not {' or '.join(types)}"
             if types == TIME and have[column].get("timezone") is False:
@@ -117,7 +134,7 @@ def missing(view: View, tables: dict[str, dict[str, Any]]) -> str | None:
 
 def render(view: View, zone: str, qualify: Any) -> str:
     """The view's SELECT with qualified table names and local dates filled in."""
-    sql = view.select
+    sql = view.select.replace("{now}", f"CAST((now() AT TIME ZONE '{zone}') AS TIMESTAMP)")
     for column in {c for columns in view.needs.values() for c in columns}:
         sql = sql.replace("{day:" + column + "}", local_date(column, zone))
     for table in view.needs:
@@ -151,8 +168,41 @@ def operator_zone(client: Any) -> str | None:
     return zone if "'" not in zone else None
 
 
+# a job's row is current unless a later load of its report type covers its whole span
+MARK_CURRENT_JOBS = (
+    "UPDATE {jobs} AS job SET is_current = (job.load_status IN ('loaded', 'no_data') AND NOT EXISTS ("
+    "SELECT 1 FROM {jobs} AS later WHERE later.report_type = job.report_type"
+    " AND later.load_status IN ('loaded', 'no_data') AND later.updated_at > job.updated_at"
+    " AND later.window_start <= job.window_start AND later.window_end >= job.window_end))"
+)
+
+
+def rows_in_all(pipeline: Any, tables: Iterable[str]) -> dict[str, int]:
+    """How many rows each of ``tables`` holds now; empty where the destination cannot be asked by SQL."""
+    if not profile_of(pipeline.destination).views:
+        return {}
+    try:
+        with pipeline.sql_client() as client:
+            return {
+                table: int(
+                    client.execute_sql(f"SELECT count(*) FROM {client.make_qualified_table_name(table)}")[0][
+                        0
+                    ]
+                )
+                for table in tables
+            }
+    except (DestinationException, OSError) as exc:  # the counts are a courtesy: the load is committed
+        log.info("could not count the tables' rows (%s)", type(exc).__name__)
+        return {}
+
+
 def create_views(pipeline: Any) -> list[str]:
     """(Re)create every view the loaded tables allow; returns one log line per view or skip.
+
+    First ``report_jobs.is_current`` is brought up to date: a job loaded again by a later job
+    (a ``--reload``, a table dropped and loaded anew) is no longer current, so summing
+    ``rows_loaded`` over current rows counts every row once. (On a lake, where tables are
+    files, no ``UPDATE`` runs: every loaded job stays marked current.)
 
     Views are dropped and created again (not ``CREATE OR REPLACE``) because PostgreSQL
     refuses to replace a view whose columns changed type, which a new export column can do.
@@ -169,6 +219,8 @@ def create_views(pipeline: Any) -> list[str]:
         return ["views: not created: nothing has been loaded yet"]
     lines: list[str] = []
     with pipeline.sql_client() as client:
+        if not profile.lake and "is_current" in tables[JOBS_TABLE].get("columns", {}):
+            client.execute_sql(MARK_CURRENT_JOBS.format(jobs=client.make_qualified_table_name(JOBS_TABLE)))
         zone = operator_zone(client)
         if zone is None:
             return ["views: not created: report_jobs names no valid operator timezone yet"]
