@@ -319,13 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         line, code = error_line(exc)
         print(f"error: {line}", file=sys.stderr)
         return code
+    finally:  # the run is over: a signal while Python exits changes nothing
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    for signum in (
-        signal.SIGINT,
-        signal.SIGTERM,
-    ):  # the run is over: a signal while Python exits changes nothing
-        signal.signal(signum, signal.SIG_IGN)
-    sys.exit(exit_code)
+    sys.exit(main())

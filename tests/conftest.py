@@ -93,7 +93,15 @@ SERVER_FIXTURES = frozenset(
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test ``unit`` or ``e2e``: end-to-end if it uses a server or is marked so (a subprocess)."""
+    """Mark each test ``unit`` or ``e2e``: end-to-end if it uses a server or is marked so (a subprocess).
+
+    Tests marked ``slow`` run only when ``-m`` names them (``pytest -m slow``), whatever else it selects.
+    """
+    if "slow" not in (config.getoption("markexpr") or ""):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item not in slow]
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         uses_server = (

@@ -43,7 +43,14 @@ def test_the_load_benchmark_runs_every_case_and_prints_the_targets(tmp_path: Pat
         (line,) = [line for line in lines if line.startswith(label)]
         assert " x DuckDB  [parquet by DuckDB]  (extract " in line, label  # DuckDB's file, appended: no merge
     assert not any("postgres" in line.lower() for line in lines)
-    last = lines[-5:]
+    whole = [line for line in lines if line.startswith("whole process, ")]
+    assert lines[-len(whole) :] == whole and len(whole) == 2  # start to exit, each beside its native loader
+    assert whole[0].startswith("whole process, CSV into DuckDB, 5,000 rows: script ")
+    assert " s, python read_csv " in whole[0] and " x (target <= 1.6); peak " in whole[0]
+    assert (
+        whole[1].startswith("whole process, XML into DuckDB, 5,000 rows: ") and "(target <= 3.0)" in whole[1]
+    )
+    last = lines[-len(whole) - 5 : -len(whole)]
     assert last[0].startswith("CSV end to end: ") and last[0].endswith("(target <= 2.0)")
     assert last[1].startswith("XML end to end: ") and last[1].endswith("(target <= 4.0)")
     assert last[2].startswith("dlt's floor (bare Arrow batches, appended): ")
@@ -67,8 +74,12 @@ def test_the_load_benchmark_loads_into_postgres_beside_postgres_own_copy(
             line for line in lines if line.startswith(f"PostgreSQL, {file_type.upper()} end to end: ")
         ]
         assert " x PostgreSQL's own COPY (" in target and target.endswith("(target <= 3.0)")
-    assert lines[-1].startswith("connector peak memory, XML into PostgreSQL: 5,000 rows ")
-    assert lines[-1].endswith("(target <= 400 MB)")
+    whole = [line for line in lines if line.startswith("whole process, ")]
+    assert len(whole) == 4 and lines[-4:] == whole
+    assert whole[2].startswith("whole process, CSV into PostgreSQL, 5,000 rows: script ")
+    assert " s, psql \\copy " in whole[2] and "(target <= 2.0)" in whole[2]
+    assert lines[-5].startswith("connector peak memory, XML into PostgreSQL: 5,000 rows ")
+    assert lines[-5].endswith("(target <= 400 MB)")
 
 
 def test_the_request_benchmark_runs_and_meets_its_daily_target_on_a_short_simulation(tmp_path: Path) -> None:

@@ -187,7 +187,7 @@ def start_dagster_op(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("outcome", ["two workers", "quota", "refused"])
-def test_the_dagster_op_loads_and_treats_only_the_quota_stop_as_soft(
+def test_the_dagster_op_loads_and_treats_only_the_quota_stop_and_a_held_lock_as_soft(
     sandbox: Sandbox, tmp_path: Path, postgres_dsn: str, outcome: str
 ) -> None:
     ast.parse(DAGSTER.read_text())
@@ -210,7 +210,8 @@ def test_the_dagster_op_loads_and_treats_only_the_quota_stop_as_soft(
         env["SOURCES__TIKPAY__CLIENT_SECRET"] = "wrong"
     workers = 2 if outcome == "two workers" else 1  # started at the same moment, one key, one warehouse
     ops = [start_dagster_op(env, tmp_path / f"worker{n}") for n in range(workers)]
-    results = [(op.wait(timeout=120), *op.communicate()) for op in ops]
+    results = [(*op.communicate(timeout=120), op.returncode) for op in ops]
+    results = [(code, out, err) for out, err, code in results]
 
     (code, out, err), *_ = results
     if outcome == "two workers":

@@ -14,7 +14,7 @@ from pathlib import Path
 import dlt
 import duckdb
 import pytest
-from cli import SCRIPT, cli_env, one_day_args, run_cli, wait_for
+from cli import SCRIPT, catches, cli_env, one_day_args, run_cli, wait_for
 from harness import Harness
 
 from tikpay_source.sandbox import Sandbox
@@ -224,13 +224,6 @@ def test_an_interrupted_run_exits_130_with_one_line_and_the_next_run_adopts_its_
     resumed = run_cli([*args, "--poll-interval", "0.1"], env, tmp_path)
     assert resumed.returncode == EXIT_OK, resumed.stderr
     assert len(sandbox.submissions()) == 2 and "2 jobs adopted" in resumed.stdout
-
-
-def catches(pid: int, signum: int) -> bool:
-    """Whether process ``pid`` has a handler of its own for ``signum`` (Linux's /proc)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    (mask,) = (line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
-    return bool(int(mask, 16) >> (signum - 1) & 1)
 
 
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

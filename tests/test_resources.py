@@ -147,3 +147,13 @@ def test_a_filter_that_keeps_a_file_from_its_table_fails_the_run_and_loses_nothi
     again = harness.run(report_types=["TRIPS"], **TWO_DAYS)
     assert again.windows_loaded == 2 and again.submitted == 0  # the jobs are adopted, and their rows loaded
     assert_exact(harness, "TRIPS", daily("2025-03-01", 2))
+
+
+def test_a_run_closed_early_by_dlt_still_gets_its_history_row(sandbox: Sandbox, tmp_path: Path) -> None:
+    """dlt's ``add_limit`` closes ``report_jobs`` mid-run: ``run_history`` must not wait for it forever."""
+    harness = Harness(sandbox, tmp_path)
+    source = harness.source(report_types=["TRIPS"], **TWO_DAYS)
+    source.resources["report_jobs"].add_limit(1)
+    summary = harness.load(source)
+
+    assert harness.query("SELECT run_id FROM run_history") == [(summary.run_id,)]

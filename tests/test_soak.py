@@ -22,12 +22,13 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli import SCRIPT, cli_env
+from cli import SCRIPT, catches, cli_env
 from harness import daily
 from warehouses import DuckDBWarehouse
 
@@ -93,8 +94,11 @@ def one_run(
         )  # fmt: skip
         try:
             if kill is not None:
+                started = time.monotonic()
+                while process.poll() is None and not catches(process.pid, signal.SIGTERM):
+                    time.sleep(0.005)  # until the script handles signals: before, the OS would end it
                 try:
-                    process.wait(timeout=kill[0])
+                    process.wait(timeout=max(0.0, kill[0] - (time.monotonic() - started)))
                 except subprocess.TimeoutExpired:
                     process.send_signal(kill[1])
             code = process.wait(timeout=120)

@@ -177,7 +177,7 @@ def test_a_window_loaded_again_leaves_one_current_job_and_each_run_has_a_history
 
     history = h.query(
         "SELECT run_id, exit_code, outcome, requests_spent, quota_left, windows_trips, rows_trips, errors"
-        " FROM run_history ORDER BY started_at"
+        " FROM run_history ORDER BY _dlt_load_id"  # one load per run, in order
     )
     assert [row[1:7] for row in history] == [
         (0, "done", first.requests, first.quota_left, 1, truth),

@@ -170,8 +170,10 @@ def report_jobs(config: TikpayConfig, handover: FileHandover) -> Iterator[dict[s
         )
         if profile.delta and resources is not None:
             use_delta_for_jobs(resources[JOBS_TABLE])
-        yield from one_row_per_job(runner.run()) if profile.delta else runner.run()
-    handover.run_finished = True
+        try:
+            yield from one_row_per_job(runner.run()) if profile.delta else runner.run()
+        finally:  # closed early by dlt (add_limit, say) too: run_history must not wait forever
+            handover.finish_run(runner.run_id)
 
 
 @dlt.resource(name=RUNS_TABLE, **RUN_HINTS)
@@ -186,9 +188,11 @@ def run_history(handover: FileHandover) -> Iterator[dict[str, Any] | None]:
             return
     except DltException:  # iterated on its own, outside a source
         return
-    while not handover.run_finished:
+    while (finished := handover.take_finished_run()) is None:
         yield None
-    yield run_row(RunSummary.of(dlt.current.source_state()))
+    summary = RunSummary.of(dlt.current.source_state())
+    if summary.run_id == finished:  # the outcome recorded is this run's
+        yield run_row(summary)
 
 
 def report_table(report_type: str, jobs: DltResource, handover: FileHandover) -> DltResource:

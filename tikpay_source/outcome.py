@@ -180,9 +180,12 @@ class RunSummary:
         return EXIT_OK
 
     def errors(self) -> list[str]:
-        """What went wrong in the run, a line each: failed and given-up windows, and why it stopped."""
+        """What went wrong in this run, a line each: its failed windows and why it stopped.
+
+        Windows given up earlier are left out: they are in every later summary until
+        ``--retry-failed``, and would repeat in every run's row.
+        """
         out = [f"window failed: {item}" for item in self.window_errors]
-        out += [f"window given up: {item}" for item in self.gave_up]
         if self.stopped:
             out.append(f"stopped ({self.stopped['kind']}): {self.stopped['message']}")
         return out

@@ -11,7 +11,7 @@ so the scanner can only ever agree with it: it needs no DTD handling, and it exp
 nothing. A large file is cut at record ends into one part per core (up to four), scanned
 side by side, and the parts' CSV joined in order.
 
-The other parts are scanned by this file run as a script (``python -I xml_scan.py``), in
+The other parts are scanned by this file run as a script (``python xml_scan.py <job>``), in
 processes of their own that import nothing of the connector or dlt: a worker started in
 no time, and never a fork of a process whose other threads (DuckDB's, dlt's, a sandbox's)
 might hold a lock the child would wait on forever.
@@ -205,7 +205,8 @@ def _start_worker(xml_path: Path, layout: _Layout, part: _Part) -> subprocess.Po
         "block_bytes": _SCAN_BLOCK_BYTES,
     }
     return subprocess.Popen(
-        [sys.executable, "-I", __file__, json.dumps(job)],
+        [sys.executable, __file__, json.dumps(job)],
+        env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)},  # finds defusedxml where this process did
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -224,30 +225,32 @@ def _worker_result(worker: subprocess.Popen[bytes]) -> int | None:
 
 def _work(job: dict[str, Any]) -> int | None:
     """The worker's side of :func:`_start_worker`."""
-    global _SCAN_BLOCK_BYTES  # the parent's block size, which tests make tiny
-    _SCAN_BLOCK_BYTES = job["block_bytes"]
     record, attributes, children = job["layout"]
     part = job["part"]
     root = part["root"] and part["root"].encode()
     layout = _Layout(record.encode(), attributes, children)
-    return _convert_part(
-        Path(job["xml"]), layout, _Part(part["start"], part["end"], Path(part["path"]), root)
-    )
+    converting = _Part(part["start"], part["end"], Path(part["path"]), root)
+    return _convert_part(Path(job["xml"]), layout, converting, block_bytes=job["block_bytes"])
 
 
 def _convert_part(
-    xml_path: Path, layout: _Layout, part: _Part, head: tuple[bytes, int] | None = None
+    xml_path: Path,
+    layout: _Layout,
+    part: _Part,
+    head: tuple[bytes, int] | None = None,
+    block_bytes: int | None = None,
 ) -> int | None:
     """Convert one part's records to CSV lines in its own file; None if anything in it is unusual.
 
     ``head`` is what was already read of the part and the offset where reading goes on
-    (the first part's); any other part is read from its start.
+    (the first part's); any other part is read from its start. ``block_bytes`` is the size
+    of a read (the parent's, in a worker).
     """
     pending, offset = head or (b"", part.start)
     rows = 0
     with xml_path.open("rb") as source, part.path.open("wb") as out:
         source.seek(offset)
-        while block := _read_block(source, part.end - source.tell()):
+        while block := _read_block(source, part.end - source.tell(), block_bytes):
             pending += block
             cut = pending.rfind(b"</" + layout.record)
             cut = pending.find(b">", cut) + 1 if cut >= 0 else 0
@@ -288,12 +291,17 @@ def _end_tag(name: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"</" + re.escape(name) + rb"[ \t\r\n]*>")
 
 
-def _read_block(source: BinaryIO, limit: int = _SCAN_BLOCK_BYTES) -> bytes:
+def _read_block(source: BinaryIO, limit: int | None = None, block_bytes: int | None = None) -> bytes:
     """The next block (at most ``limit`` bytes) with XML's line-end handling: CRLF and lone CR are read as LF.
 
     A block never ends between the CR and LF of one line end, or the pair would count twice.
     """
-    data = source.read(min(_SCAN_BLOCK_BYTES, limit)) if limit > 0 else b""
+    size = block_bytes or _SCAN_BLOCK_BYTES
+    if limit is not None:
+        if limit <= 0:
+            return b""
+        size = min(size, limit)
+    data = source.read(size)
     if data.endswith(b"\r"):
         data += source.read(1)
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data

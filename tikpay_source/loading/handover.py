@@ -7,7 +7,7 @@ it (see :mod:`tikpay_source.loading.writers`). dlt runs a transformer's generato
 handing a file over ``report_jobs`` steps aside
 (:meth:`FileHandover.wait` yields ``None``, which dlt skips) until the file has been
 read: one report file is open at a time, and the run's steps keep their order.
-``run_history`` waits the same way for the run to finish (:attr:`FileHandover.run_finished`)
+``run_history`` waits the same way for the run to finish (:meth:`FileHandover.take_finished_run`)
 before it reads the run's outcome.
 """
 
@@ -52,14 +52,21 @@ class FileHandover:
         self._offers: dict[str, HandedFile] = {}
         self._writers: Mapping[str, TableWriter] = {}
         self._progress = 0
-        self.run_finished = False
-        """``report_jobs`` has recorded the run's outcome in the state."""
+        self._finished_run: str | None = None
 
     def start_run(self, writers: Mapping[str, TableWriter]) -> None:
         """A run begins: its files go to these writers, by report type (made for this run alone)."""
         self.close()
         self._writers = writers
-        self.run_finished = False
+
+    def finish_run(self, run_id: str) -> None:
+        """``report_jobs`` is done with run ``run_id``: ``run_history`` may read its outcome."""
+        self._finished_run = run_id
+
+    def take_finished_run(self) -> str | None:
+        """The id of the run ``report_jobs`` finished, once (None until it has)."""
+        finished, self._finished_run = self._finished_run, None
+        return finished
 
     def offer(self, job_id: str, window: Window, report: ReportFile, *, state_loaded_it: bool) -> None:
         """Make a checked file available to the table resource of ``window``'s report type."""

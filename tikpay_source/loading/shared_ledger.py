@@ -104,21 +104,32 @@ def ledger_where(config: TikpayConfig, pipeline: Any) -> str:
 def carry_local_over(ledger: RequestLedger, config: TikpayConfig) -> None:
     """Copy the local file's requests of the last 24 hours into ``ledger``, once per file.
 
-    A crash between the copy and the mark copies them again next time: counted twice, never
-    missed, which errs on the side of the quota.
+    What is owed is what came after the file's last ``carried`` mark, by place in the file,
+    not by time (a request in the mark's millisecond counts). The mark goes in only if
+    nothing was added to the file since it was read; else what came in is carried too.
+    A crash between the copy and the mark copies them again next time: counted twice,
+    never missed, which errs on the side of the quota.
     """
     path = ledger_file(config.ledger_dir, config.credentials.api_key)
     if not path.exists():
         return
-    local = open_ledger(config.ledger_dir, config.credentials.api_key)
-    entries = local.entries()  # in the order they were written
-    marks = [i for i, e in enumerate(entries) if e.kind == CARRIED]
-    since = local.store.now() - QUOTA_WINDOW_SECONDS
-    # what came after the last mark, by place, not time: a request in the mark's millisecond counts
-    owed = [e for e in entries[marks[-1] + 1 if marks else 0 :] if e.kind in _CARRIED_KINDS and e.at > since]
-    if owed:
-        ledger.add_entries(owed)
-    local.append(lambda now: LedgerEntry(now, CARRIED, detail=ledger.where))
+    local = open_ledger(config.ledger_dir, config.credentials.api_key).store
+    carried: list[LedgerEntry] = []
+    while True:
+        entries = local.read()  # in the order they were written
+        marks = [i for i, e in enumerate(entries) if e.kind == CARRIED]
+        since = local.now() - QUOTA_WINDOW_SECONDS
+        owed = [
+            e
+            for e in entries[marks[-1] + 1 if marks else 0 :]
+            if e.kind in _CARRIED_KINDS and e.at > since and e not in carried
+        ]
+        if owed:
+            ledger.add_entries(owed)
+            carried += owed
+        mark = LedgerEntry(local.now(), CARRIED, detail=ledger.where)
+        if local.append(mark, entries[-1] if entries else None):
+            return
 
 
 @contextmanager

@@ -22,6 +22,11 @@ from tikpay_source.outcome import RunSummary
 from tikpay_source.planning.state import Entry
 from tikpay_source.planning.windows import Window
 from tikpay_source.settings import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_QUOTA_STOP,
+    EXIT_WINDOWS_FAILED,
     JOB_ID_COLUMN,
     REPORT_TABLES,
     WINDOW_END_COLUMN,
@@ -84,7 +89,13 @@ RUN_COLUMNS: dict[str, dict[str, Any]] = {
     "errors": {"data_type": "text"},
 }
 RUN_HINTS: dict[str, Any] = {"write_disposition": "append", "columns": RUN_COLUMNS}
-OUTCOMES = {0: "done", 1: "failed", 2: "bad input", 3: "stopped for quota", 4: "windows failed"}
+OUTCOMES = {
+    EXIT_OK: "done",
+    EXIT_FAILED: "failed",
+    EXIT_BAD_INPUT: "bad input",
+    EXIT_QUOTA_STOP: "stopped for quota",
+    EXIT_WINDOWS_FAILED: "windows failed",
+}
 
 # load_status of a report_jobs row whose file is handed to its table's resource; of a job with no data
 LOADED_STATUS = "loaded"

@@ -6,7 +6,7 @@
 | ``daily_taps_by_stop`` | local day, stop | ``service_date``, ``stop_id``, ``stop_name``, ``taps_on``, ``taps_off`` |
 | ``daily_revenue`` | local day, currency | ``service_date``, ``currency``, ``settled_payments``, ``gross_amount``, ``refunded_amount``, ``net_amount`` |
 | ``daily_active_customers`` | local day | ``service_date``, ``active_customers`` (registered customers who travelled) |
-| ``report_freshness`` | report type | ``report_type``, ``loaded_until`` (end of the last loaded window, local), ``age``, ``age_hours`` |
+| ``report_freshness`` | report type | ``report_type``, ``loaded_until`` (end of the last loaded window, local), ``age``, ``age_hours`` (wall-clock time now less ``loaded_until``: an hour off across a daylight-saving change) |
 
 "Daily" is the operator's local date: the report times are stored as instants, so each
 view turns them back into the wall-clock date of the zone the API reported in
@@ -30,11 +30,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dlt.common.destination.exceptions import DestinationException
 
 from tikpay_source.loading.destinations import PROFILES, profile_of
+from tikpay_source.loading.tables import LOADED_STATUS, NO_DATA_STATUS
 from tikpay_source.progress import log
 from tikpay_source.settings import JOBS_TABLE
 
 TIME = ("timestamp",)
 LOCAL_TIME = ("local timestamp",)  # a timestamp without time zone: the operator's wall-clock time
+_LOADED = f"('{LOADED_STATUS}', '{NO_DATA_STATUS}')"  # the load_status of jobs whose rows are in their table
 NUMBER = ("double", "decimal", "bigint")
 ANY = ("text", "bigint", "double", "decimal")
 
@@ -101,7 +103,7 @@ VIEWS: tuple[View, ...] = (
         {"report_jobs": {"report_type": ("text",), "window_end": LOCAL_TIME, "load_status": ("text",)}},
         "SELECT report_type, MAX(window_end) AS loaded_until, {now} - MAX(window_end) AS age,"
         " CAST(EXTRACT(EPOCH FROM ({now} - MAX(window_end))) / 3600 AS DOUBLE PRECISION) AS age_hours"
-        " FROM {report_jobs} WHERE load_status IN ('loaded', 'no_data') GROUP BY 1",
+        f" FROM {{report_jobs}} WHERE load_status IN {_LOADED} GROUP BY 1",
     ),
 )
 
@@ -168,12 +170,16 @@ def operator_zone(client: Any) -> str | None:
     return zone if "'" not in zone else None
 
 
-# a job's row is current unless a later load of its report type covers its whole span
-MARK_CURRENT_JOBS = (
-    "UPDATE {jobs} AS job SET is_current = (job.load_status IN ('loaded', 'no_data') AND NOT EXISTS ("
+# a job's row is current unless a later load of its report type covers its whole span; only rows
+# whose mark changes are written (an UPDATE of every row would rewrite the table on each run)
+_CURRENT = (
+    f"(job.load_status IN {_LOADED} AND NOT EXISTS ("
     "SELECT 1 FROM {jobs} AS later WHERE later.report_type = job.report_type"
-    " AND later.load_status IN ('loaded', 'no_data') AND later.updated_at > job.updated_at"
+    f" AND later.load_status IN {_LOADED} AND later.updated_at > job.updated_at"
     " AND later.window_start <= job.window_start AND later.window_end >= job.window_end))"
+)
+MARK_CURRENT_JOBS = (
+    f"UPDATE {{jobs}} AS job SET is_current = {_CURRENT} WHERE job.is_current IS DISTINCT FROM {_CURRENT}"
 )
 
 
@@ -199,10 +205,11 @@ def rows_in_all(pipeline: Any, tables: Iterable[str]) -> dict[str, int]:
 def create_views(pipeline: Any) -> list[str]:
     """(Re)create every view the loaded tables allow; returns one log line per view or skip.
 
-    First ``report_jobs.is_current`` is brought up to date: a job loaded again by a later job
-    (a ``--reload``, a table dropped and loaded anew) is no longer current, so summing
-    ``rows_loaded`` over current rows counts every row once. (On a lake, where tables are
-    files, no ``UPDATE`` runs: every loaded job stays marked current.)
+    First ``report_jobs.is_current`` is brought up to date: a job whose whole span a later
+    loaded job of its type covers (its table dropped and loaded anew, say) is no longer
+    current, so summing ``rows_loaded`` over current rows counts every row once. (On a lake,
+    where tables are files, no ``UPDATE`` runs: every loaded job stays marked current.) A
+    failure there is a line, like a view's, and the views are still made.
 
     Views are dropped and created again (not ``CREATE OR REPLACE``) because PostgreSQL
     refuses to replace a view whose columns changed type, which a new export column can do.
@@ -220,7 +227,12 @@ def create_views(pipeline: Any) -> list[str]:
     lines: list[str] = []
     with pipeline.sql_client() as client:
         if not profile.lake and "is_current" in tables[JOBS_TABLE].get("columns", {}):
-            client.execute_sql(MARK_CURRENT_JOBS.format(jobs=client.make_qualified_table_name(JOBS_TABLE)))
+            try:
+                client.execute_sql(
+                    MARK_CURRENT_JOBS.format(jobs=client.make_qualified_table_name(JOBS_TABLE))
+                )
+            except DestinationException as exc:  # the load is committed; the views can still be made
+                lines.append(f"report_jobs.is_current: not brought up to date: {type(exc).__name__}")
         zone = operator_zone(client)
         if zone is None:
             return ["views: not created: report_jobs names no valid operator timezone yet"]
