@@ -421,9 +421,14 @@ def test_a_large_xml_file_is_cut_into_parts_at_record_ends(tmp_path: Path, parts
     assert scanned == 30 and fast == full
 
 
-def test_parts_are_converted_without_forking_a_process_that_runs_threads(tmp_path: Path, parts: int) -> None:
+def test_parts_are_converted_without_forking_a_process_that_runs_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A fork copies the locks other threads hold (DuckDB's, dlt's, a sandbox's) but not the threads:
     a forked child that needs one waits forever. The parts' workers are started fresh, never forked."""
+    monkeypatch.setattr(xml_scan, "_PARTS", 3)  # even this small file in three parts: two workers
+    monkeypatch.setattr(xml_scan, "_MIN_PART_BYTES", 64)
+    monkeypatch.setattr(xml_scan, "_SCAN_BLOCK_BYTES", 16)
     forks: list[int] = []
     os.register_at_fork(before=lambda: forks.append(os.getpid()))
     path = tmp_path / "parts.xml"

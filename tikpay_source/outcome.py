@@ -40,9 +40,9 @@ class RunOutcome:
 
     def loaded(self, report_type: str, rows: int) -> None:
         """One window of ``report_type`` loaded (or found empty) with ``rows`` rows."""
-        self.windows_loaded += 1
-        self.windows[report_type] = self.windows.get(report_type, 0) + 1
         table = REPORT_TABLES[report_type]
+        self.windows_loaded += 1
+        self.windows[table] = self.windows.get(table, 0) + 1
         self.rows[table] = self.rows.get(table, 0) + rows
 
     def stop(self, kind: str, message: str, retry_at: datetime | None = None) -> None:
@@ -124,7 +124,7 @@ class RunSummary:
     adopted: int = 0
     windows_loaded: int = 0
     windows: dict[str, int] = field(default_factory=dict)
-    """Windows loaded per report type."""
+    """Windows loaded per table, as ``rows`` counts rows."""
     rows: dict[str, int] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)

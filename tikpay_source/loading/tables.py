@@ -161,8 +161,8 @@ def run_row(summary: RunSummary) -> dict[str, Any]:
         "rows_loaded": sum(summary.rows.values()),
         "errors": "\n".join(summary.errors()) or None,
     }
-    for report_type, table in REPORT_TABLES.items():
-        row[f"windows_{table}"] = summary.windows.get(report_type, 0)
+    for table in REPORT_TABLES.values():
+        row[f"windows_{table}"] = summary.windows.get(table, 0)
         row[f"rows_{table}"] = summary.rows.get(table, 0)
     return row
 
