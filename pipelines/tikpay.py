@@ -75,7 +75,7 @@ SCRIPT_DEFAULTS: dict[str, Any] = {
     "dataset_name": DATASET_NAME,
     "destination": {
         "duckdb": {
-            "credentials": {"global_config": {"memory_limit": "128MB", "preserve_insertion_order": False}}
+            "credentials": {"global_config": {"memory_limit": "64MB", "preserve_insertion_order": False}}
         }
     },
 }
