@@ -32,7 +32,6 @@ class RunOutcome:
         self.started_at = datetime.now(timezone.utc)
         self.submitted = 0
         self.adopted = 0
-        self.windows_loaded = 0
         self.windows: dict[str, int] = {}
         self.rows: dict[str, int] = {}
         self.window_errors: list[str] = []
@@ -41,7 +40,6 @@ class RunOutcome:
     def loaded(self, report_type: str, rows: int) -> None:
         """One window of ``report_type`` loaded (or found empty) with ``rows`` rows."""
         table = REPORT_TABLES[report_type]
-        self.windows_loaded += 1
         self.windows[table] = self.windows.get(table, 0) + 1
         self.rows[table] = self.rows.get(table, 0) + rows
 
@@ -102,7 +100,7 @@ class RunOutcome:
             "quota_left": quota_left,
             "submitted": self.submitted,
             "adopted": self.adopted,
-            "windows_loaded": self.windows_loaded,
+            "windows_loaded": sum(self.windows.values()),
             "windows": dict(sorted(self.windows.items())),
             "rows": dict(sorted(self.rows.items())),
             "pending": pending,

@@ -100,6 +100,8 @@ OUTCOMES = {
 # load_status of a report_jobs row whose file is handed to its table's resource; of a job with no data
 LOADED_STATUS = "loaded"
 NO_DATA_STATUS = "no_data"
+# the load_status of a job whose rows (none, for no_data) are what its table holds for its span
+ROWS_IN_TABLE = (LOADED_STATUS, NO_DATA_STATUS)
 
 _TAG_TYPES = {
     JOB_ID_COLUMN: pa.string(),
@@ -140,7 +142,7 @@ def job_row(
         "file_size_bytes": file_size,
         "attempt": entry.attempts,
         "error": entry.error,
-        "is_current": load_status in (LOADED_STATUS, NO_DATA_STATUS),
+        "is_current": load_status in ROWS_IN_TABLE,
         "updated_at": datetime.now(timezone.utc),
     }
 

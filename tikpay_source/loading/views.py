@@ -30,13 +30,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dlt.common.destination.exceptions import DestinationException
 
 from tikpay_source.loading.destinations import PROFILES, profile_of
-from tikpay_source.loading.tables import LOADED_STATUS, NO_DATA_STATUS
+from tikpay_source.loading.tables import ROWS_IN_TABLE
 from tikpay_source.progress import log
 from tikpay_source.settings import JOBS_TABLE
 
 TIME = ("timestamp",)
 LOCAL_TIME = ("local timestamp",)  # a timestamp without time zone: the operator's wall-clock time
-_LOADED = f"('{LOADED_STATUS}', '{NO_DATA_STATUS}')"  # the load_status of jobs whose rows are in their table
+_LOADED = "(" + ", ".join(f"'{status}'" for status in ROWS_IN_TABLE) + ")"  # as SQL
 NUMBER = ("double", "decimal", "bigint")
 ANY = ("text", "bigint", "double", "decimal")
 
