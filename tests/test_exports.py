@@ -23,7 +23,7 @@ from warehouses import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 from tikpay_source.files.readers import localise_timestamps, open_report
 from tikpay_source.loading.destinations import ReadyFile
-from tikpay_source.loading.exports import ready_file_items, utc_offsets
+from tikpay_source.loading.exports import FileTarget, ready_file_items, utc_offsets, write_ready_files
 from tikpay_source.loading.tables import REPORT_HINTS, tag_batch
 from tikpay_source.planning.windows import Window
 from tikpay_source.sandbox import Sandbox
@@ -130,10 +130,14 @@ def test_a_ready_file_holds_the_same_rows_as_the_arrow_batches(
 
     def ready_file() -> Iterator[Any]:
         report = open_report(source, "csv", ZONE)
+        files = write_ready_files(
+            report, window, "job-1", FileTarget(ready, dlt.current.source_schema().naming, ZONE)
+        )
         try:
-            yield from ready_file_items(report, window, "job-1", ZONE, ready)
+            yield from ready_file_items(report, files, ZONE)
         finally:
             report.close()
+            files.close()
 
     loaded, types = {}, {}
     for name, rows in (("arrow", batches), ("file", ready_file)):

@@ -65,6 +65,10 @@ class LineTooLong(ReportFileError):
     """A line is longer than the reader's limit: read again with the larger one (settings)."""
 
 
+class TypesUnproven(TikpayError):
+    """A value failed the proof of the type its column's sample suggested: decide from every row."""
+
+
 class ReadInterrupted(TikpayError):
     """A report file failed after some of its rows were handed to dlt: the whole run must not load.
 

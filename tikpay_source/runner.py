@@ -48,6 +48,7 @@ from tikpay_source.files.fetching import (
 )
 from tikpay_source.loading.handover import FileHandover
 from tikpay_source.loading.tables import LOADED_STATUS, NO_DATA_STATUS, job_row
+from tikpay_source.loading.writers import HandedFile
 from tikpay_source.outcome import RunOutcome
 from tikpay_source.planning.budget import (
     RequestBudget,
@@ -351,7 +352,7 @@ class ReportJobRunner:
         self.state.observe_file(entry.window, fetched.size)
         self.outcome.loaded(entry.window.report_type, report.rows)
         log.info("%s: loaded %d rows (job %s)", entry.window.describe(), report.rows, job.job_id)
-        self.handover.offer(job.job_id, entry.window, report, state_loaded_it=state_loaded_it)
+        self.handover.offer(HandedFile(job.job_id, report, entry.window, state_loaded_it, fetched.files))
         yield job_row(
             entry,
             self.config.timezone,

@@ -331,6 +331,56 @@ def _format_check(column: str, fmt: str) -> str:
     return _EVERY.format(check, c=column)
 
 
+def proof_sql(found: ColumnType | None, column: str) -> str:
+    """What each value of ``column`` must pass for the whole file to be typed ``found``, as the sample was.
+
+    Only for a type the sample decided by these rules: every rule is a condition on each
+    value (a pattern, a length, a word) except the precision, a longest value, which a
+    bound on each value's length settles; so if every value passes, the pass over every
+    row would decide the same type. A column the sample found empty must stay empty, and
+    text stays text (more values only rule more types out).
+    """
+    if found is None:
+        return "false"
+    if found.kind == TEXT:
+        return "true"
+    if found.kind in (BIGINT, DECIMAL) and not found.scale:
+        digits = BIGINT_MAX_DIGITS if found.kind == BIGINT else found.precision
+        return f"regexp_full_match({column}, '-?(0|[1-9][0-9]*)') AND {column} <> '-0' AND length({column}) <= {digits}"
+    if found.kind == DECIMAL:
+        number = f"-?(0|[1-9][0-9]*)[.][0-9]{{{found.scale}}}"
+        return (
+            f"regexp_full_match({column}, '{number}') AND length({column}) - 1 <= {found.precision} "
+            f"AND NOT (starts_with({column}, '-') AND ltrim({column}, '-0.') = '')"
+        )
+    if found.kind == BOOL:
+        true, false = BOOL_STYLES[found.fmt or "lower"]
+        return f"{column} IN ('{true}', '{false}')"
+    if found.kind in (DATE, TIMESTAMP):
+        fmt = found.fmt or ""
+        return (
+            f"regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, '{fmt}') IS NOT NULL"
+        )
+    return "false"  # a type no file is decided as (a legacy double): the pass over every row decides
+
+
+def kept_proof_sql(loaded: ColumnType, column: str) -> str:
+    """What each value of a column the sample found empty must pass to keep the type its table has.
+
+    A value the loaded type holds as it is decides a type that widens into it unchanged (the
+    pass over every row would widen the loaded type by it to itself). Not for a local
+    date-time, whose UTC offsets are worked out from the values' range, nor for a date in a
+    format another one shares its shape with (two formats fitting every value decide text).
+    """
+    if loaded.kind == TIMESTAMP or loaded.kind == LEGACY_DOUBLE:
+        return "false"
+    if loaded.kind == DATE:
+        shape = _pattern(loaded.fmt or "", "9")
+        if sum(_pattern(fmt, "9") == shape for fmt in DATE_FORMATS) > 1:
+            return "false"
+    return proof_sql(loaded, column)
+
+
 def decide(facts: Sequence[ColumnFacts], formats: dict[int, list[str]]) -> list[ColumnType | None]:
     """Each column's type from the facts and the formats every value was found to be in (None: no value)."""
     return [_type_of(fact, formats.get(i, [])) if fact.values else None for i, fact in enumerate(facts)]

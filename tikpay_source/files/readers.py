@@ -6,7 +6,9 @@ by the lossless rules of :mod:`tikpay_source.columns.types`: a column is a numbe
 every value is one and reads back the same, so card numbers with leading zeros stay text). The read that
 follows casts to those types: DuckDB writes it as the file a destination loads as it is
 (:meth:`ReportFile.copy_to`, see :mod:`tikpay_source.loading.exports`), or hands back Arrow
-record batches of bounded size for every other destination. A
+record batches of bounded size for every other destination. For the written file the
+pass over every row is left out: the types the sample suggests are checked on every
+value as it is written, and only a miss reads the file the long way. A
 column already loaded keeps its type, widened if this file needs more. Header names
 become warehouse names that never collide (:mod:`tikpay_source.columns.names`). XML is
 converted to a temporary CSV file (see :mod:`tikpay_source.files.xml_reports`) and read the
@@ -31,10 +33,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tikpay_source.columns.deciding import ColumnTypes, decide_columns
+from tikpay_source.columns.deciding import ColumnTypes, DecidedColumns, decide_columns
 from tikpay_source.columns.names import column_names
 from tikpay_source.columns.types import TEXT_TYPE, ColumnType
-from tikpay_source.errors import LineTooLong, ReportFileError
+from tikpay_source.errors import LineTooLong, ReportFileError, TypesUnproven
 from tikpay_source.files.file_errors import LINE_TOO_LONG, file_problem
 from tikpay_source.files.xml_reports import xml_to_csv
 from tikpay_source.settings import (
@@ -60,6 +62,7 @@ class ReportColumn:
 
     name: str
     values: int
+    """How many values it has; for types guessed from the sample (proven or not), how many the sample has."""
     kind: ColumnType | None
     """The type the column is read as (None: no value, and no type known)."""
     loaded: ColumnType | None
@@ -68,7 +71,8 @@ class ReportColumn:
     """The DuckDB expression of the column's text in :attr:`ReportFile.text_source`."""
     least: str | None = None
     greatest: str | None = None
-    """The least and greatest text of a column shaped like dates (fixed width: also the earliest and latest)."""
+    """The least and greatest text of a column shaped like dates (fixed width: also the earliest and latest);
+    for types guessed from the sample, the sample's."""
 
 
 class ReportFile:
@@ -76,60 +80,98 @@ class ReportFile:
 
     Opening does all the work that can fail on the file's content (splitting it into rows,
     deciding every column's type), so a bad file fails before a single row is handed to dlt.
-    Close it when done; it holds a DuckDB connection and, for XML, a converted copy.
+    Opened to be written as a destination's file (:meth:`copy_to`), its types may instead be
+    guessed from the sample (``proven`` is False): the write then checks every value, counts
+    the rows and fails on the first value that does not fit, and the caller has the types
+    decided the long way (:meth:`prove`) and writes again. Close it when done; it holds a
+    DuckDB connection and, for XML, a converted copy.
     """
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection | None,
-        query: str | None,
-        rows: int,
-        columns: list[ReportColumn],
+        reading: _Reading | None,
         timezone: str,
         batch_rows: int,
         scratch: tempfile.TemporaryDirectory[str] | None = None,
         discard: Path | None = None,
-        text_source: str | None = None,
+        *,
+        guess: bool = False,
     ) -> None:
-        self._con = con
-        self._query = query
+        self._reading = reading
         self._discard = discard
         self._timezone = timezone
         self._batch_rows = batch_rows
         self._scratch = scratch
-        self.rows = rows
-        self.columns = columns
-        self.text_source = text_source
-        """The file as DuckDB reads it with every column as text (see :attr:`ReportColumn.text`)."""
-        self.non_null: dict[str, int] = {column.name: column.values for column in columns}
         self._reader: pa.RecordBatchReader | None = None
-        if con is not None and query is not None:
-            self._reader = _reporting_errors(lambda: con.sql(query).to_arrow_reader(batch_rows))
+        self._schema: pa.Schema | None = None
+        self._settle(reading.decide(guess) if reading is not None else None)
+
+    def _settle(self, decided: DecidedColumns | None) -> None:
+        self._schema = None
+        self.rows = decided.rows if decided else 0
+        """The file's rows (while not :attr:`proven`, the sample's: :meth:`copy_to` counts them)."""
+        self.proofs: list[str] | None = decided.proofs if decided else None
+        """Per column, what each value must pass for the guessed types to hold (None once proven)."""
+        reading, self.columns = self._reading, []
+        if reading is None or decided is None:
+            self._query = self.text_source = None
+            return
+        self.text_source = reading.source
+        """The file as DuckDB reads it with every column as text (see :attr:`ReportColumn.text`)."""
+        self.columns = [
+            ReportColumn(name, fact.values, kind, before, ident, *fact.shapes)
+            for name, fact, kind, before, ident in zip(
+                reading.names, decided.facts, decided.types, decided.loaded, reading.idents, strict=True
+            )
+        ]
+        select = ", ".join(
+            f"{(column.kind or TEXT_TYPE).read_sql(column.text)} AS {_ident(column.name)}"
+            for column in self.columns
+        )
+        self._query = f"SELECT {select} FROM {reading.source}" if self.columns else None
+
+    @property
+    def proven(self) -> bool:
+        """Whether every value is known to fit its column's type (not a guess from the sample)."""
+        return self.proofs is None
+
+    def prove(self) -> None:
+        """Decide the types from every row, as a report not opened for a guess is; raises :class:`ReportFileError`."""
+        if self._reading is not None and not self.proven:
+            self._settle(self._reading.decide(False))
 
     @property
     def schema(self) -> pa.Schema:
         """The Arrow schema of the batches, before local timestamps get the operator's zone."""
-        return self._reader.schema if self._reader is not None else pa.schema([])
+        if self._query is None:
+            return pa.schema([])
+        if self._schema is None:
+            con, query = self._connection(), self._query
+            self._schema = _reporting_errors(lambda: con.sql(f"{query} LIMIT 0").to_arrow_table().schema)
+        return self._schema
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows as Arrow record batches of at most ``batch_rows`` rows, timestamps in the operator's zone."""
-        if self._reader is None:
+        self.prove()
+        if self._query is None:
             return
-        reader = self._reader
+        con, query = self._connection(), self._query
+        self._reader = reader = _reporting_errors(lambda: con.sql(query).to_arrow_reader(self._batch_rows))
         # after the check only the file changing on disk, or the disk itself, can stop the read
         while (batch := _reporting_errors(lambda: next(reader, None))) is not None:
             yield localise_timestamps(batch, self._timezone)
 
-    def copy_to(self, path: Path, select: str, options: str) -> None:
+    def copy_to(self, path: Path, select: str, options: str) -> int:
         """Write ``SELECT {select}`` over the checked rows with DuckDB's ``COPY … TO path ({options})``.
 
         For destinations that load files as they are: the rows go from the report to the new
         file (or folder of files) inside DuckDB, never through Arrow or Python. ``select`` reads the file's text
-        (:attr:`text_source`, each column's :attr:`ReportColumn.text`): every value is known
-        to fit its column's type already.
+        (:attr:`text_source`, each column's :attr:`ReportColumn.text`), each column checked
+        by its proof while not :attr:`proven`. Returns the rows written; raises
+        :class:`TypesUnproven` if a value failed the check (or any other error stopped a guessed write).
         """
-        con, source = self._con, self.text_source
-        if con is None or source is None or self._query is None:
+        con, source = self._connection(), self.text_source
+        if source is None or self._query is None:
             raise ReportFileError("the report file has no rows to write")
         if self._reader is not None:  # the connection runs one query at a time: the batches give way
             self._reader.close()
@@ -137,12 +179,26 @@ class ReportFile:
         # in parallel as it reads (at 1 million rows 25 % faster and 120 MB lower at the peak)
         con.execute("SET preserve_insertion_order = false")
         copy = f"COPY (SELECT {select} FROM {source}) TO '{_sql_string(path)}' ({options})"
-        _reporting_errors(lambda: con.execute(copy))
+        if self.proven:
+            return int(_reporting_errors(lambda: _one_row(con, copy))[0])
+        try:
+            (written,) = _one_row(con, copy)
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
+        except duckdb.Error:  # a value the guess did not hold for, or a line the sample did not reach
+            raise TypesUnproven("a value did not fit the type its column's sample suggested") from None
+        self.rows, self.proofs = int(written), None
+        return self.rows
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._reading is None:
+            raise ReportFileError("the report file is closed")
+        return self._reading.con
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        if self._reading is not None:
+            self._reading.con.close()
+            self._reading = None
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None
@@ -159,12 +215,15 @@ def open_report(
     known_types: ColumnTypes | None = None,
     *,
     discard: bool = False,
+    guess: bool = False,
 ) -> ReportFile:
     """Check a downloaded report whole and open it for streaming; raises :class:`ReportFileError`.
 
     Columns that ``known_types`` names keep that type, so one file cannot turn a loaded
     text column into numbers (or back); a file whose values do not fit fails as a whole.
     With ``discard``, the file is deleted when the report is closed, or at once if it fails.
+    With ``guess``, a file larger than the sample may be opened with the sample's types, for
+    :meth:`ReportFile.copy_to` to prove (see :class:`ReportFile`).
     """
     scratch = None
     try:
@@ -172,24 +231,17 @@ def open_report(
             scratch = tempfile.TemporaryDirectory(prefix="tikpay-xml-", dir=path.parent)
             csv_path = Path(scratch.name) / "report.csv"
             if not xml_to_csv(path, csv_path):
-                return ReportFile(None, None, 0, [], timezone, batch_rows, scratch, path if discard else None)
+                return ReportFile(None, timezone, batch_rows, scratch, path if discard else None)
             read_path = csv_path
         else:
             _check_complete(path)
             read_path = path
+        reading = _Reading(read_path, known_types)
         try:
-            return _open_csv(read_path, timezone, batch_rows, known_types, scratch, path if discard else None)
-        except LineTooLong:  # a legal long field: read again with room for it
-            return _open_csv(
-                read_path,
-                timezone,
-                batch_rows,
-                known_types,
-                scratch,
-                path if discard else None,
-                _LONG_LINES,
-                READER_LONG_LINE_DUCKDB_CONFIG,
-            )
+            return ReportFile(reading, timezone, batch_rows, scratch, path if discard else None, guess=guess)
+        except BaseException:
+            reading.con.close()
+            raise
     except BaseException:
         if scratch is not None:
             scratch.cleanup()
@@ -204,51 +256,39 @@ def _check_complete(path: Path) -> None:
         raise ReportFileError("the report file is empty (not even a header row)")
 
 
-def _open_csv(
-    path: Path,
-    timezone: str,
-    batch_rows: int,
-    known_types: ColumnTypes | None,
-    scratch: tempfile.TemporaryDirectory[str] | None,
-    discard: Path | None,
-    options: str = _SMALL_BUFFERS,
-    duckdb_config: dict[str, object] = READER_DUCKDB_CONFIG,
-) -> ReportFile:
-    """Read every value as text once to decide the columns' types; the read that follows streams.
+class _Reading:
+    """A CSV file as DuckDB reads it, every value as text, and the deciding of its columns' types.
 
     The deciding passes (see :mod:`tikpay_source.columns.deciding`) also split the whole file
-    into rows, so a malformed file fails here, before a single row is handed to dlt, and
-    the read that follows casts only values already known to fit.
+    into rows, so a malformed file fails there, before a single row is handed to dlt, and
+    the read that follows casts only values already known to fit (when guessing, they read
+    the sample, and the write that proves the guess splits the rest). DuckDB reads ahead in
+    proportion to its line limit, so the larger limit (with the memory it needs) is taken
+    only once a line needs it.
     """
-    con = duckdb.connect(config=duckdb_config)
-    try:
-        header = _header(path)
-        names = column_names(header)
-        as_text = _read_csv_call(path, header, options)
-        idents = [_ident(name) for name in header]
 
+    def __init__(self, path: Path, known_types: ColumnTypes | None) -> None:
+        self.header = _header(path)
+        self.names = column_names(self.header)
+        self.idents = [_ident(name) for name in self.header]
+        self._path, self._known_types = path, known_types
+        self.source = _read_csv_call(path, self.header, _SMALL_BUFFERS)
+        self.con = duckdb.connect(config=READER_DUCKDB_CONFIG)
+
+    def decide(self, guess: bool) -> DecidedColumns:
+        try:
+            return self._decide(guess)
+        except LineTooLong:  # a legal long field: read again with room for it
+            memory = READER_LONG_LINE_DUCKDB_CONFIG["memory_limit"]
+            self.con.execute(f"SET memory_limit = '{memory}'")
+            self.source = _read_csv_call(self._path, self.header, _LONG_LINES)
+            return self._decide(guess)
+
+    def _decide(self, guess: bool) -> DecidedColumns:
         def query(sql: str) -> tuple[Any, ...]:
-            return _reporting_errors(lambda: _one_row(con, sql))
+            return _reporting_errors(lambda: _one_row(self.con, sql))
 
-        decided = decide_columns(query, idents, as_text, names, known_types)
-        types = decided.types
-        select = ", ".join(
-            f"{(kind or TEXT_TYPE).read_sql(ident)} AS {_ident(name)}"
-            for ident, name, kind in zip(idents, names, types, strict=True)
-        )
-        columns = [
-            ReportColumn(name, fact.values, kind, before, ident, *fact.shapes)
-            for name, fact, kind, before, ident in zip(
-                names, decided.facts, types, decided.loaded, idents, strict=True
-            )
-        ]
-        select_all = f"SELECT {select} FROM {as_text}" if header else None
-        return ReportFile(
-            con, select_all, decided.rows, columns, timezone, batch_rows, scratch, discard, as_text
-        )
-    except BaseException:
-        con.close()
-        raise
+        return decide_columns(query, self.idents, self.source, self.names, self._known_types, guess=guess)
 
 
 def _one_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:

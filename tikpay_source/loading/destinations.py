@@ -74,6 +74,11 @@ class DestinationProfile:
     shared_ledger: str | None = None
     """How the ledger of ``ledger = "destination"`` is kept there: :data:`SQL` rows, :data:`OBJECTS`, or not at all."""
 
+    @property
+    def table_file(self) -> ReadyFile | None:
+        """The file DuckDB writes of a report for its table (None: Arrow batches, or a Delta merge)."""
+        return None if self.delta else self.ready_file
+
     def describe(self) -> str:
         """The destination as a message names it."""
         return "Delta tables" if self.delta else self.name

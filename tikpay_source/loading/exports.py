@@ -9,6 +9,13 @@ MotherDuck, CSV into PostgreSQL. The file goes to the load
 package with ``dlt.mark.with_file_import`` and dlt's load job reads it unchanged. Nothing
 passes through Python or Arrow on the way, and DuckDB writes the file in parallel.
 
+The file is written when the report is fetched, before its window is marked loaded, so
+that the write can still fail the file: a report larger than the typing sample is opened
+with the types the sample suggests, and the write checks every value against them (and
+each local time against the range its UTC offsets were worked out for). A value that does
+not fit stops the write; the types are then decided from every row, the way a file is for
+every other destination, and the file is written again. Most files are so read once.
+
 The Parquet file holds the same typed columns as the batches would have (local times as
 instants, in UTC). The CSV file speaks the dialect of dlt's PostgreSQL COPY job (see
 ``PostgresCsvCopyJob`` in dlt): a header of dlt's normalized column names, the configured
@@ -26,6 +33,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -34,15 +42,16 @@ from zoneinfo import ZoneInfo
 import dlt
 import pyarrow as pa
 from dlt.common.normalizers.naming import NamingConvention
-from dlt.common.pipeline import current_pipeline
 from dlt.extract.hints import TResourceHints
 from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.columns.types import DATE, TEXT_TYPE, TIMESTAMP
+from tikpay_source.errors import ReportFileError, ScratchUnusable, TypesUnproven
 from tikpay_source.files.readers import ReportColumn, ReportFile
 from tikpay_source.loading.destinations import PARQUET, ReadyFile
 from tikpay_source.loading.tables import REPORT_HINTS, tagged_schema
 from tikpay_source.planning.windows import DAY, Window
+from tikpay_source.progress import log
 from tikpay_source.settings import (
     BATCH_ROWS,
     JOB_ID_COLUMN,
@@ -54,50 +63,127 @@ from tikpay_source.settings import (
 _SCRATCH_PREFIX = "tikpay-file-"
 _OLD_SCRATCH_PREFIXES = ("tikpay-csv-",)  # of earlier versions, which wrote CSV files only
 _ISO_DATE = "%Y-%m-%d"
+# a guessed local date-time column's offsets are worked out for its window and this much either side
+_MARGIN = timedelta(days=7)
+_MISS = "a value does not fit the type its column's sample suggested"
+
+
+@dataclass(frozen=True)
+class ReadyFiles:
+    """The files DuckDB wrote of one report, in the pipeline's working directory until closed."""
+
+    paths: list[Path]
+    file_format: str
+    scratch: tempfile.TemporaryDirectory[str]
+
+    def close(self) -> None:
+        self.scratch.cleanup()
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    """How and where one run writes its reports' files: the destination's file, dlt's names, the operator's zone."""
+
+    ready: ReadyFile
+    naming: NamingConvention
+    timezone: str
+    directory: Path | None = None
+    """The pipeline's working directory, so that dlt takes the files by a hard link (None: the system's temp)."""
+
+
+def write_ready_files(report: ReportFile, window: Window, job_id: str, target: FileTarget) -> ReadyFiles:
+    """Write ``report`` with its tag columns as ``target``'s files.
+
+    Types guessed from the sample are proved on every value as it is written; on a miss the
+    file's types are decided from every row (which is where a malformed file fails) and it is
+    written again. Raises :class:`ReportFileError` for the file's content and
+    :class:`ScratchUnusable` when a file whose every value fits cannot be written (the disk).
+    """
+    ready = target.ready
+    scratch = tempfile.TemporaryDirectory(
+        prefix=_SCRATCH_PREFIX, dir=target.directory, ignore_cleanup_errors=True
+    )
+    written = Path(scratch.name) / f"report.{ready.file_format}"
+    try:
+        try:
+            _copy(report, written, window, job_id, target)
+        except TypesUnproven:
+            log.debug("%s: %s; typing the file from every row", window.describe(), _MISS)
+            _remove(written)
+            report.prove()  # where a malformed file fails, as it does unguessed
+            _copy(report, written, window, job_id, target)
+        paths = sorted(written.iterdir()) if written.is_dir() else [written]
+        return ReadyFiles(paths, ready.file_format, scratch)
+    except ReportFileError as exc:
+        scratch.cleanup()
+        if not report.proven:
+            raise
+        # every value is known to fit: what stopped the write is the disk, not the file
+        raise ScratchUnusable(f"writing the report's file for {ready.file_format} failed: {exc}") from None
+    except BaseException:
+        scratch.cleanup()
+        raise
 
 
 def ready_file_items(
-    report: ReportFile,
-    window: Window,
-    job_id: str,
-    timezone: str,
-    ready: ReadyFile,
-    write_disposition: Any = None,
+    report: ReportFile, files: ReadyFiles, timezone: str, write_disposition: Any = None
 ) -> Iterator[DataItemWithMeta]:
-    """Write ``report`` with its tag columns to ``ready`` files and yield them to dlt as files to import.
+    """Hand ``report``'s written ``files`` to dlt as files to import; ``write_disposition``, if given, goes with them."""
+    types, hints = _import_hints(report, timezone, files.file_format, write_disposition)
+    for number, path in enumerate(files.paths):
+        # dlt adds up a table's rows from its files' counts; how DuckDB split them is not known
+        rows = report.rows if number == 0 else 0
+        item = dlt.mark.with_file_import(str(path), files.file_format, rows, hints=types)
+        # dlt's helper takes column types (an Arrow table) or resource hints; its item holds both
+        item.meta.hints = hints
+        yield item
 
-    The files are written next to the pipeline's own files, so dlt takes them into the load
-    package by a hard link, not a copy; they are gone once dlt has them. ``write_disposition``,
-    if given, goes to the table's resource with the file.
+
+def _copy(report: ReportFile, path: Path, window: Window, job_id: str, target: FileTarget) -> None:
+    """One ``COPY`` of the report to ``path``: each column in the destination's form, checked while guessed."""
+    ready, timezone = target.ready, target.timezone
+    columns = [_bounded(column, window) for column in report.columns] if not report.proven else report.columns
+    if ready.file_format == PARQUET:
+        # row groups of a batch's size: DuckDB holds one per thread while it writes
+        values, options = _typed_columns(columns, timezone), f"FORMAT PARQUET, ROW_GROUP_SIZE {BATCH_ROWS}"
+    else:
+        # a file per DuckDB thread (a folder of them), which dlt COPYs side by side, each on a
+        # connection of its own: at 1 million rows the load took 2.0 s instead of 3.0 s
+        values, options = _text_columns(columns, timezone), _csv_options(ready.delimiter)
+        if report.rows:  # a report without rows is one file of its header, so its table is made
+            options += ", PER_THREAD_OUTPUT true"
+    proofs = report.proofs or [None] * len(columns)
+    checked = (
+        _checked(sql, column, proof) for sql, column, proof in zip(values, columns, proofs, strict=True)
+    )
+    select = ", ".join(_named(checked, columns, window, job_id, target.naming, ready.file_format))
+    report.copy_to(path, select, options)
+
+
+def _checked(sql: str, column: ReportColumn, proof: str | None) -> str:
+    """``sql`` for the values that pass ``proof`` (and NULLs); any other value stops the write."""
+    if proof is None or proof == "true":
+        return sql
+    if column.kind is not None and column.kind.kind == TIMESTAMP and column.least and column.greatest:
+        bounds = f" AND {column.text} BETWEEN {_literal(column.least)} AND {_literal(column.greatest)}"
+        proof = f"({proof}){bounds}"
+    return f"CASE WHEN {column.text} IS NULL OR ({proof}) THEN {sql} ELSE error({_literal(_MISS)}) END"
+
+
+def _bounded(column: ReportColumn, window: Window) -> ReportColumn:
+    """A guessed local date-time column, its range widened to the window and a week either side.
+
+    Its UTC offsets are worked out for that range (:func:`_with_offset`) and each value is
+    checked to be inside it (:func:`_checked`): the sample's range alone would stop the write
+    at the first time later in the window.
     """
-    naming = dlt.current.source_schema().naming
-    working_dir = getattr(current_pipeline(), "working_dir", None)
-    if working_dir:
-        _remove_leftovers(Path(working_dir))
-    with tempfile.TemporaryDirectory(
-        prefix=_SCRATCH_PREFIX, dir=working_dir, ignore_cleanup_errors=True
-    ) as tmp:
-        target = Path(tmp) / f"report.{ready.file_format}"
-        if ready.file_format == PARQUET:
-            # row groups of a batch's size: DuckDB holds one per thread while it writes
-            values, options = _typed_columns(report, timezone), f"FORMAT PARQUET, ROW_GROUP_SIZE {BATCH_ROWS}"
-        else:
-            # a file per DuckDB thread (a folder of them), which dlt COPYs side by side, each on a
-            # connection of its own: at 1 million rows the load took 2.0 s instead of 3.0 s
-            values, options = _text_columns(report, timezone), _csv_options(ready.delimiter)
-            if report.rows:  # a report without rows is one file of its header, so its table is made
-                options += ", PER_THREAD_OUTPUT true"
-        select = ", ".join(_named(values, report, window, job_id, naming, ready.file_format))
-        report.copy_to(target, select, options)
-        files = sorted(target.iterdir()) if target.is_dir() else [target]
-        types, hints = _import_hints(report, timezone, ready.file_format, write_disposition)
-        for number, path in enumerate(files):
-            # dlt adds up a table's rows from its files' counts; how DuckDB split them is not known
-            rows = report.rows if number == 0 else 0
-            item = dlt.mark.with_file_import(str(path), ready.file_format, rows, hints=types)
-            # dlt's helper takes column types (an Arrow table) or resource hints; its item holds both
-            item.meta.hints = hints
-            yield item
+    kind = column.kind
+    if kind is None or kind.kind != TIMESTAMP or column.least is None or column.greatest is None:
+        return column
+    wall = f"%Y-%m-%d{_separator(kind.fmt or '')}%H:%M:%S"
+    earliest = (window.start - _MARGIN).strftime(wall)
+    latest = (window.end + _MARGIN).strftime(wall)
+    return replace(column, least=min(column.least, earliest), greatest=max(column.greatest, latest))
 
 
 def _import_hints(
@@ -123,14 +209,25 @@ def _csv_options(delimiter: str) -> str:
     return f"FORMAT CSV, HEADER true, DELIMITER {_literal(delimiter)}, QUOTE '\"', ESCAPE '\"', NULLSTR ''"
 
 
-def _remove_leftovers(working_dir: Path) -> None:
-    """Files of a run killed before it could delete them (dlt holds its own links to what it took)."""
+def _remove(written: Path) -> None:
+    """A file, or a folder of per-thread files, that a stopped write left."""
+    if written.is_dir():
+        shutil.rmtree(written, ignore_errors=True)
+    else:
+        written.unlink(missing_ok=True)
+
+
+def remove_leftovers(working_dir: Path) -> None:
+    """Files of a run killed before it could delete them (dlt holds its own links to what it took).
+
+    Once per run, before its first file: the files of this run's report are still to be handed to dlt.
+    """
     for prefix in (_SCRATCH_PREFIX, *_OLD_SCRATCH_PREFIXES):
         for leftover in working_dir.glob(f"{prefix}*"):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _text_columns(report: ReportFile, timezone: str) -> Iterator[str]:
+def _text_columns(columns: list[ReportColumn], timezone: str) -> Iterator[str]:
     """Each column as the text PostgreSQL reads into its type: mostly the file's own text.
 
     Every value is known to fit its column already, and PostgreSQL reads integers, decimals,
@@ -138,7 +235,7 @@ def _text_columns(report: ReportFile, timezone: str) -> Iterator[str]:
     gets its UTC offset appended (see :func:`utc_offsets`); other date formats are rewritten
     as ISO dates, which no ``DateStyle`` can misread.
     """
-    for column in report.columns:
+    for column in columns:
         text, kind = column.text, column.kind
         if kind is not None and kind.kind == TIMESTAMP:
             text = _with_offset(text, kind.fmt or "", column, timezone)
@@ -147,13 +244,13 @@ def _text_columns(report: ReportFile, timezone: str) -> Iterator[str]:
         yield text
 
 
-def _typed_columns(report: ReportFile, timezone: str) -> Iterator[str]:
+def _typed_columns(columns: list[ReportColumn], timezone: str) -> Iterator[str]:
     """Each column cast to its type as the batches are; a local date-time becomes its instant.
 
     The instant is read from the text with its UTC offset appended (see :func:`utc_offsets`),
     so it is the one the Arrow path gives the same wall time.
     """
-    for column in report.columns:
+    for column in columns:
         kind = column.kind or TEXT_TYPE
         if kind.kind == TIMESTAMP and column.values:
             with_offset = _with_offset(column.text, kind.fmt or "", column, timezone)
@@ -165,15 +262,15 @@ def _typed_columns(report: ReportFile, timezone: str) -> Iterator[str]:
 
 
 def _named(
-    columns: Iterator[str],
-    report: ReportFile,
+    values: Iterator[str],
+    columns: list[ReportColumn],
     window: Window,
     job_id: str,
     naming: NamingConvention,
     file_format: str,
 ) -> Iterator[str]:
     """The report's columns under dlt's normalized names, then the tag columns every row carries."""
-    for column, sql in zip(report.columns, columns, strict=True):
+    for column, sql in zip(columns, values, strict=True):
         yield f"{sql} AS {_ident(naming.normalize_identifier(column.name))}"
     start, end = window.start.isoformat(sep=" "), window.end.isoformat(sep=" ")
     as_timestamp = "TIMESTAMP " if file_format == PARQUET else ""
@@ -196,13 +293,18 @@ def _with_offset(text: str, fmt: str, column: ReportColumn, timezone: str) -> st
     first, changes = utc_offsets(ZoneInfo(timezone), _wall_time(column.least), _wall_time(column.greatest))
     if not changes:
         return f"{text} || {_literal(first)}"
-    sep = fmt[len("%Y-%m-%d")] if len(fmt) > len("%Y-%m-%d") else " "
+    sep = _separator(fmt)
     branches = [first, *(after for _, after in changes)]
     cases = " ".join(
         f"WHEN {text} < {_literal(at.strftime(f'%Y-%m-%d{sep}%H:%M:%S'))} THEN {_literal(offset)}"
         for (at, _), offset in zip(changes, branches, strict=False)
     )
     return f"{text} || CASE {cases} ELSE {_literal(branches[-1])} END"
+
+
+def _separator(fmt: str) -> str:
+    """What a date-time format puts between the date and the time (``T`` or a space)."""
+    return fmt[len(_ISO_DATE)] if len(fmt) > len(_ISO_DATE) else " "
 
 
 def utc_offsets(

@@ -14,35 +14,20 @@ before it reads the run's outcome.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from dlt.extract.items import DataItemWithMeta
 
 from tikpay_source.errors import ReadInterrupted, ReportFileError
-from tikpay_source.files.readers import ReportFile
 from tikpay_source.loading.tables import LOADED_STATUS
-from tikpay_source.loading.writers import TableWriter
-from tikpay_source.planning.windows import Window
+from tikpay_source.loading.writers import HandedFile, TableWriter
 
 # Rounds of stepping aside with no sign of the table's resource before giving up on it: dlt
 # resumes the parent after one item of each other generator, so a table resource that is
 # reading shows progress within a few rounds; one that never got the row shows none (and
 # each empty round costs dlt's 10 ms poll).
 _PATIENCE = 300
-
-
-@dataclass
-class HandedFile:
-    """A checked report file handed to its table's resource, with what the state knew of its window."""
-
-    job_id: str
-    report: ReportFile
-    window: Window
-    state_loaded_it: bool
-    """The committed state loaded a window overlapping this one (its rows may be in the table)."""
-    taken: bool = False
 
 
 class FileHandover:
@@ -68,9 +53,9 @@ class FileHandover:
         finished, self._finished_run = self._finished_run, None
         return finished
 
-    def offer(self, job_id: str, window: Window, report: ReportFile, *, state_loaded_it: bool) -> None:
-        """Make a checked file available to the table resource of ``window``'s report type."""
-        self._offers[job_id] = HandedFile(job_id, report, window, state_loaded_it)
+    def offer(self, handed: HandedFile) -> None:
+        """Make a checked file available to the table resource of its window's report type."""
+        self._offers[handed.job_id] = handed
 
     def claim(self, row: dict[str, Any], report_type: str) -> HandedFile | None:
         """The table resource's side: the file ``row`` announces, if it is of ``report_type``."""
@@ -88,7 +73,7 @@ class FileHandover:
         rows = 0
         try:
             writer = self._writers[handed.window.report_type]
-            for item in writer.write(handed.report, handed.window, handed.job_id, handed.state_loaded_it):
+            for item in writer.write(handed):
                 self._progress += 1
                 yield item
                 rows += _rows_in(item)
@@ -98,7 +83,7 @@ class FileHandover:
                 f"were handed to dlt ({exc}); nothing of this run is loaded, the next run loads it again"
             ) from None
         finally:
-            handed.report.close()
+            handed.close()
             del self._offers[handed.job_id]
             self._progress += 1
 
@@ -120,7 +105,7 @@ class FileHandover:
     def close(self) -> None:
         """Release every file not read (a run that stopped early)."""
         for offer in self._offers.values():
-            offer.report.close()
+            offer.close()
         self._offers.clear()
 
 

@@ -3,8 +3,8 @@
 Three writers, one per way a destination takes rows (see
 :mod:`tikpay_source.loading.destinations`):
 
-- :class:`ReadyFileImport`: DuckDB writes the checked report as the file the destination
-  loads as it is, handed to dlt as a file to import (see :mod:`tikpay_source.loading.exports`);
+- :class:`ReadyFileImport`: the file DuckDB wrote of the report as it was fetched, which the
+  destination loads as it is, handed to dlt as a file to import (see :mod:`tikpay_source.loading.exports`);
 - :class:`ArrowBatches`: the report's tagged Arrow batches, everywhere else;
 - :class:`DeltaMerge`: numbered batches whose hints scope a Delta merge to the windows of
   the load (see :mod:`tikpay_source.loading.lake`).
@@ -29,6 +29,7 @@ replaced, the windows of a Delta merge) ends with it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,8 +41,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from tikpay_source.errors import caused_by_interrupt
 from tikpay_source.files.readers import ReportFile
-from tikpay_source.loading.destinations import DestinationProfile, ReadyFile
-from tikpay_source.loading.exports import ready_file_items
+from tikpay_source.loading.destinations import DestinationProfile
+from tikpay_source.loading.exports import ReadyFiles, ready_file_items
 from tikpay_source.loading.lake import report_delta_hints
 from tikpay_source.loading.tables import REPORT_HINTS, tag_batch
 from tikpay_source.planning.windows import Window
@@ -52,17 +53,35 @@ APPEND = "append"
 REPLACE = REPORT_HINTS["write_disposition"]
 
 
+@dataclass
+class HandedFile:
+    """A checked report file handed to its table's resource, with what the state knew of its window."""
+
+    job_id: str
+    report: ReportFile
+    window: Window
+    state_loaded_it: bool
+    """The committed state loaded a window overlapping this one (its rows may be in the table)."""
+    files: ReadyFiles | None = None
+    """The files DuckDB wrote of it for the destination, if it loads such files as they are."""
+    taken: bool = False
+
+    def close(self) -> None:
+        try:
+            self.report.close()
+        finally:
+            if self.files is not None:
+                self.files.close()
+
+
 class TableWriter:
     """Writes the files of one report table during one run; see the module's docstring."""
 
     def __init__(self, table: str) -> None:
         self.table = table
 
-    def write(self, report: ReportFile, window: Window, job_id: str, state_loaded_it: bool) -> Iterator[Any]:
-        """The items that hand ``report``'s rows to dlt (files to import, or Arrow batches).
-
-        ``state_loaded_it`` is the committed state's word: it loaded a window overlapping this one.
-        """
+    def write(self, handed: HandedFile) -> Iterator[Any]:
+        """The items that hand ``handed``'s rows to dlt (files to import, or Arrow batches)."""
         raise NotImplementedError
 
 
@@ -94,27 +113,26 @@ class ArrowBatches(TableWriter):
                 )
         return REPLACE if self.replacing else APPEND
 
-    def write(self, report: ReportFile, window: Window, job_id: str, state_loaded_it: bool) -> Iterator[Any]:
-        hints = dlt.mark.make_hints(write_disposition=self.disposition(window, state_loaded_it))
-        for number, batch in enumerate(report.batches()):
-            tagged = tag_batch(batch, window, job_id)
+    def write(self, handed: HandedFile) -> Iterator[Any]:
+        hints = dlt.mark.make_hints(write_disposition=self.disposition(handed.window, handed.state_loaded_it))
+        for number, batch in enumerate(handed.report.batches()):
+            tagged = tag_batch(batch, handed.window, handed.job_id)
             yield dlt.mark.with_hints(tagged, hints) if number == 0 else tagged
 
 
 class ReadyFileImport(ArrowBatches):
-    """The report written by DuckDB as the file the destination loads as it is."""
+    """The files DuckDB wrote of the report when it was fetched, which the destination loads as they are."""
 
-    def __init__(self, table: str, asks_presence: bool, ready: ReadyFile, timezone: str) -> None:
+    def __init__(self, table: str, asks_presence: bool, timezone: str) -> None:
         super().__init__(table, asks_presence)
-        self._ready = ready
         self._timezone = timezone
 
-    def write(self, report: ReportFile, window: Window, job_id: str, state_loaded_it: bool) -> Iterator[Any]:
-        if not len(report.schema):  # a file with no columns at all: nothing for DuckDB to write
-            yield from super().write(report, window, job_id, state_loaded_it)
+    def write(self, handed: HandedFile) -> Iterator[Any]:
+        if handed.files is None:  # a file with no columns at all: nothing for DuckDB to write
+            yield from super().write(handed)
             return
-        disposition = self.disposition(window, state_loaded_it)
-        yield from ready_file_items(report, window, job_id, self._timezone, self._ready, disposition)
+        disposition = self.disposition(handed.window, handed.state_loaded_it)
+        yield from ready_file_items(handed.report, handed.files, self._timezone, disposition)
 
 
 class DeltaMerge(TableWriter):
@@ -128,16 +146,16 @@ class DeltaMerge(TableWriter):
         super().__init__(table)
         self._starts: list[datetime] = []
 
-    def write(self, report: ReportFile, window: Window, job_id: str, state_loaded_it: bool) -> Iterator[Any]:
+    def write(self, handed: HandedFile) -> Iterator[Any]:
         offset = 0
-        for batch in report.batches():
-            tagged = tag_batch(batch, window, job_id)
+        for batch in handed.report.batches():
+            tagged = tag_batch(batch, handed.window, handed.job_id)
             numbered = tagged.append_column(
                 pa.field(ROW_NUMBER_COLUMN, pa.int64(), nullable=False),
                 pa.array(range(offset, offset + batch.num_rows), pa.int64()),
             )
             if offset == 0:  # a window is in the scope only once its rows are in the load
-                self._starts.append(window.start)
+                self._starts.append(handed.window.start)
                 yield dlt.mark.with_hints(numbered, report_delta_hints(self._starts))
             else:
                 yield numbered
@@ -153,8 +171,8 @@ def table_writers(
         table = REPORT_TABLES[report_type]
         if profile.delta:
             writers[report_type] = DeltaMerge(table)
-        elif profile.ready_file is not None:
-            writers[report_type] = ReadyFileImport(table, profile.asks_presence, profile.ready_file, timezone)
+        elif profile.table_file is not None:
+            writers[report_type] = ReadyFileImport(table, profile.asks_presence, timezone)
         else:
             writers[report_type] = ArrowBatches(table, profile.asks_presence)
     return writers
