@@ -133,13 +133,14 @@ def assert_same_file(
         files.append(write(decided, ready, tmp_path))
         assert guessed.proven and guessed.rows == decided.rows == TYPING_SAMPLE_ROWS + 2
         assert [c.kind for c in guessed.columns] == [c.kind for c in decided.columns]
-        got, want = (read_back(f) for f in files)
         con = duckdb.connect()
-        written_types = [con.sql(f"DESCRIBE SELECT * FROM {read}").fetchall() for read in (got, want)]
+        for name, written in zip(("got", "want"), files, strict=True):  # each file read once
+            con.execute(f"CREATE TABLE {name} AS FROM {read_back(written)}")
+        written_types = [con.sql(f"DESCRIBE {name}").fetchall() for name in ("got", "want")]
         differ = con.sql(
-            f"SELECT count(*) FROM ((FROM {got} EXCEPT ALL FROM {want}) UNION ALL (FROM {want} EXCEPT ALL FROM {got}))"
+            "SELECT count(*) FROM ((FROM got EXCEPT ALL FROM want) UNION ALL (FROM want EXCEPT ALL FROM got))"
         ).fetchone()
-        (rows,) = con.sql(f"SELECT count(*) FROM {got}").fetchone() or (0,)
+        (rows,) = con.sql("SELECT count(*) FROM got").fetchone() or (0,)
         con.close()
     finally:
         for report in (guessed, decided):
