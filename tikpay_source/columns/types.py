@@ -41,7 +41,8 @@ BOOL_STYLES: dict[str, tuple[str, str]] = {
     "title": ("True", "False"),
 }
 
-_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?"  # plain digits, a sign only in front, no leading zero
+_INTEGER = "-?(0|[1-9][0-9]*)"  # plain digits, a sign only in front, no leading zero
+_NUMBER = _INTEGER + r"(\.[0-9]+)?"
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,19 @@ def _pattern(fmt: str, digit: str = "[0-9]") -> str:
     return "".join(out)
 
 
+def _in_style(c: str, style: str) -> str:
+    """Whether a value is one of the two words of a boolean ``style``."""
+    true, false = BOOL_STYLES[style]
+    return f"{c} IN ('{true}', '{false}')"
+
+
+def _negative_zero(c: str) -> str:
+    """Whether a number is a zero with a sign (a number would drop the sign)."""
+    return f"starts_with({c}, '-0') AND ltrim({c}, '-0.') = ''"
+
+
 def _style_checks(c: str) -> list[str]:
-    return [_EVERY.format(f"{c} IN ('{t}', '{f}')", c=c) for t, f in BOOL_STYLES.values()]
+    return [_EVERY.format(_in_style(c, style), c=c) for style in BOOL_STYLES]
 
 
 def sample_sql(columns: Sequence[str], source: str, rows: int) -> str:
@@ -263,7 +275,7 @@ def _aggregates(c: str, can: Candidates) -> list[str]:
         f"min(length({c}) - strpos({c}, '.'))",
         _EVERY.format(f"regexp_full_match({c}, '{_NUMBER}')", c=c),
         # a negative zero: a number would drop its sign
-        f"sum(CASE WHEN starts_with({c}, '-0') AND ltrim({c}, '-0.') = '' THEN 1 ELSE 0 END)",
+        f"sum(CASE WHEN {_negative_zero(c)} THEN 1 ELSE 0 END)",
     ]
     styles = [check for check, fit in zip(_style_checks(c), can.styles, strict=True) if fit]
     return [
@@ -327,8 +339,12 @@ def formats_fitting(fact: ColumnFacts, found_later: Sequence[str]) -> list[str]:
 
 
 def _format_check(column: str, fmt: str) -> str:
-    check = f"regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, '{fmt}') IS NOT NULL"
-    return _EVERY.format(check, c=column)
+    return _EVERY.format(_in_format(column, fmt), c=column)
+
+
+def _in_format(column: str, fmt: str) -> str:
+    """Whether a value is a real date or time written in ``fmt``, every field at its width."""
+    return f"regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, '{fmt}') IS NOT NULL"
 
 
 def proof_sql(found: ColumnType | None, column: str) -> str:
@@ -346,21 +362,20 @@ def proof_sql(found: ColumnType | None, column: str) -> str:
         return "true"
     if found.kind in (BIGINT, DECIMAL) and not found.scale:
         digits = BIGINT_MAX_DIGITS if found.kind == BIGINT else found.precision
-        return f"regexp_full_match({column}, '-?(0|[1-9][0-9]*)') AND {column} <> '-0' AND length({column}) <= {digits}"
-    if found.kind == DECIMAL:
-        number = f"-?(0|[1-9][0-9]*)[.][0-9]{{{found.scale}}}"
         return (
-            f"regexp_full_match({column}, '{number}') AND length({column}) - 1 <= {found.precision} "
-            f"AND NOT (starts_with({column}, '-') AND ltrim({column}, '-0.') = '')"
+            f"regexp_full_match({column}, '{_INTEGER}') AND NOT ({_negative_zero(column)}) "
+            f"AND length({column}) <= {digits}"
+        )
+    if found.kind == DECIMAL:
+        number = f"{_INTEGER}[.][0-9]{{{found.scale}}}"
+        return (
+            f"regexp_full_match({column}, '{number}') AND NOT ({_negative_zero(column)}) "
+            f"AND length({column}) - 1 <= {found.precision}"
         )
     if found.kind == BOOL:
-        true, false = BOOL_STYLES[found.fmt or "lower"]
-        return f"{column} IN ('{true}', '{false}')"
+        return _in_style(column, found.fmt or "lower")
     if found.kind in (DATE, TIMESTAMP):
-        fmt = found.fmt or ""
-        return (
-            f"regexp_full_match({column}, '{_pattern(fmt)}') AND try_strptime({column}, '{fmt}') IS NOT NULL"
-        )
+        return _in_format(column, found.fmt or "")
     return "false"  # a type no file is decided as (a legacy double): the pass over every row decides
 
 
